@@ -1,0 +1,33 @@
+# Every target that needs PostgreSQL uses DATABASE_URL / TEST_DATABASE_URL when set and
+# otherwise starts (and afterwards stops) a local throwaway cluster: see scripts/pg.sh.
+GO        ?= go
+PKGS      ?= ./...
+TESTFLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: all build test test-short lint db-up db-down db-destroy run demo bench chaos clean
+
+all: lint build
+
+build:
+	$(GO) build -o bin/consumer ./cmd/consumer
+	$(GO) build -o bin/example-worker ./cmd/example-worker
+
+test:
+	scripts/with-db.sh $(GO) test $(TESTFLAGS) $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+db-up:
+	scripts/pg.sh start
+	@echo "DATABASE_URL=$$(scripts/pg.sh url)"
+
+db-down:
+	scripts/pg.sh stop
+
+db-destroy:
+	scripts/pg.sh destroy
+
+clean:
+	rm -rf bin .bench

@@ -1,0 +1,7 @@
+// Package migrate installs what the consumer needs in a database: PGMQ (the extension, an
+// existing SQL-only install, or the project's bundled schema, in that order of preference) and
+// the tasker schema migrations embedded from sql/migrations.
+//
+// Up is safe to repeat and safe when several processes run it at once: everything happens on one
+// connection holding a session advisory lock, and every step is idempotent.
+package migrate
