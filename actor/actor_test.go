@@ -1,0 +1,612 @@
+package actor_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tasker-systems/consumer/actor"
+	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/pgmq"
+)
+
+// recorder is a set of handlers that write one row per handled message into test_effects,
+// inside the transaction they are given, so effects and acks can be checked together. A task
+// request's context steers it: {"fail": true} always fails, {"fail_until": N} fails while the
+// message's delivery count is below N, {"permanent": true} fails permanently, {"panic": true}
+// panics, {"block": true} waits on the recorder's gate.
+type recorder struct {
+	pool     *pgxpool.Pool
+	gate     chan struct{}
+	entered  chan string
+	attempts atomic.Int64
+}
+
+func newRecorder(t *testing.T, pool *pgxpool.Pool) *recorder {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `CREATE TABLE test_effects (
+		id bigserial PRIMARY KEY, kind text NOT NULL, key text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &recorder{pool: pool, gate: make(chan struct{}), entered: make(chan string, 100)}
+}
+
+type steer struct {
+	Fail      bool `json:"fail"`
+	FailUntil int  `json:"fail_until"`
+	Permanent bool `json:"permanent"`
+	Panic     bool `json:"panic"`
+	Block     bool `json:"block"`
+}
+
+func (r *recorder) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
+	r.attempts.Add(1)
+	var s steer
+	_ = json.Unmarshal(req.TaskRequest.Context, &s)
+	key := req.RequestID
+	if _, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('task', $1)", key); err != nil {
+		return commands.TaskInitializeResult{}, err
+	}
+	if s.Block {
+		r.entered <- key
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return commands.TaskInitializeResult{}, ctx.Err()
+		}
+	}
+	var deliveries int
+	if s.FailUntil > 0 {
+		// The message's read_ct as seen inside this transaction (the claim already counted).
+		if err := tx.QueryRow(ctx, "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE message->>'request_id' = $1", key).Scan(&deliveries); err != nil {
+			return commands.TaskInitializeResult{}, err
+		}
+	}
+	switch {
+	case s.Panic:
+		panic("handler exploded")
+	case s.Permanent:
+		return commands.TaskInitializeResult{}, commands.Permanent("unknown_template", errors.New("no such template"))
+	case s.Fail, deliveries > 0 && deliveries < s.FailUntil:
+		return commands.TaskInitializeResult{}, fmt.Errorf("injected failure for %s", key)
+	}
+	return commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}, nil
+}
+
+func (r *recorder) ProcessStepResult(ctx context.Context, tx pgx.Tx, res messages.StepResult) (commands.StepProcessResult, error) {
+	_, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('step', $1)", res.StepUUID.String())
+	return commands.StepProcessResult{Accepted: true, Action: "completed"}, err
+}
+
+func (r *recorder) FinalizeTask(ctx context.Context, tx pgx.Tx, task uuid.UUID) (commands.TaskFinalizationResult, error) {
+	_, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('final', $1)", task.String())
+	return commands.TaskFinalizationResult{TaskUUID: task, State: "complete"}, err
+}
+
+func (r *recorder) effects(t *testing.T, kind, key string) int {
+	t.Helper()
+	var n int
+	if err := r.pool.QueryRow(context.Background(), "SELECT count(*) FROM test_effects WHERE kind = $1 AND key = $2", kind, key).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type harness struct {
+	t    *testing.T
+	db   *testdb.DB
+	rec  *recorder
+	cmds *commands.CommandChannel
+	act  *actor.Actor
+	logs *observer.ObservedLogs
+	stop context.CancelFunc
+	done chan error
+}
+
+type option func(*actor.Config)
+
+func start(t *testing.T, opts ...option) *harness {
+	t.Helper()
+	db := testdb.New(t, 8)
+	return startOn(t, db, newRecorder(t, db.Pool), opts...)
+}
+
+func startOn(t *testing.T, db *testdb.DB, rec *recorder, opts ...option) *harness {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	cmds := commands.NewCommandChannel(100)
+	cfg := actor.Config{
+		Pool: db.Pool, Commands: cmds, Handlers: actor.Handlers{Task: rec, Step: rec, Finalization: rec},
+		VisibilityTimeout: time.Second, MaxReadCount: 3, Concurrency: 4, BatchSize: 16,
+		ShutdownTimeout: 10 * time.Second, Logger: zap.New(core),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := actor.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{t: t, db: db, rec: rec, cmds: cmds, act: a, logs: logs, stop: cancel, done: make(chan error, 1)}
+	go func() { h.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(20 * time.Second):
+			t.Error("actor did not stop")
+		}
+	})
+	return h
+}
+
+func taskRequest(requestID string, ctxJSON string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"request_id":%q,"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":%s}}`, requestID, ctxJSON))
+}
+
+func (h *harness) send(queue string, body json.RawMessage) int64 {
+	h.t.Helper()
+	id, err := pgmq.Send(context.Background(), h.db.Pool, queue, body, pgmq.SendOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return id
+}
+
+// event sends a message event and waits for its outcome.
+func (h *harness) event(queue string, id int64) commands.MessageOutcome {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := commands.Request(ctx, h.cmds, func(r commands.Responder[commands.MessageOutcome]) commands.Command {
+		return commands.ProcessMessageEvent{Kind: commands.KindForQueue(queue), Queue: queue, MsgID: id, ReceivedAt: time.Now(), Reply: r}
+	})
+	if err != nil {
+		h.t.Fatalf("event %s/%d: %v", queue, id, err)
+	}
+	return out
+}
+
+func (h *harness) queueLen(queue string) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM pgmq.q_"+queue).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) deadLetters() []messages.DeadLetter {
+	h.t.Helper()
+	rows, err := h.db.Pool.Query(context.Background(), "SELECT message FROM pgmq.q_orchestration_dlq ORDER BY msg_id")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []messages.DeadLetter
+	for _, b := range bodies {
+		var d messages.DeadLetter
+		if err := json.Unmarshal(b, &d); err != nil {
+			h.t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// waitVisible waits until the message's visibility timeout has passed.
+func (h *harness) waitVisible(queue string, id int64) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var visible bool
+		err := h.db.Pool.QueryRow(context.Background(), "SELECT vt <= clock_timestamp() FROM pgmq.q_"+queue+" WHERE msg_id = $1", id).Scan(&visible)
+		if err != nil {
+			h.t.Fatalf("message %s/%d: %v", queue, id, err)
+		}
+		if visible {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("message %s/%d did not become visible", queue, id)
+}
+
+func TestEventIsClaimedHandledAndAckedTogether(t *testing.T) {
+	h := start(t)
+	id := h.send(messages.QueueTaskRequests, taskRequest("r1", `{"n":1}`))
+	out := h.event(messages.QueueTaskRequests, id)
+	if out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("outcome = %v (%s, %v), want processed", out.Outcome, out.Detail, out.Err)
+	}
+	if n := h.rec.effects(t, "task", "r1"); n != 1 {
+		t.Fatalf("effects = %d, want 1", n)
+	}
+	if n := h.queueLen(messages.QueueTaskRequests); n != 0 {
+		t.Fatalf("queue length after ack = %d, want 0", n)
+	}
+	// Announced again after the ack: nothing to claim, a normal outcome, not an error.
+	again := h.event(messages.QueueTaskRequests, id)
+	if again.Outcome != commands.OutcomeNotFound {
+		t.Fatalf("second outcome = %v, want not_found", again.Outcome)
+	}
+	if n := h.rec.effects(t, "task", "r1"); n != 1 {
+		t.Fatalf("effects after duplicate = %d, want 1", n)
+	}
+	if errs := h.logs.FilterLevelExact(zapcore.ErrorLevel).Len(); errs != 0 {
+		t.Fatalf("error logs = %d, want 0: %v", errs, h.logs.All())
+	}
+	snap := h.act.Stats().Snapshot().ByKind["task_request"]
+	if snap.Processed != 1 || snap.NotFound != 1 || snap.Failed != 0 {
+		t.Fatalf("stats = %+v, want processed 1, not_found 1", snap)
+	}
+}
+
+func TestEachKindRoutesToItsHandler(t *testing.T) {
+	h := start(t)
+	task, step := uuid.New(), uuid.New()
+	res := h.send(messages.QueueStepResults, json.RawMessage(fmt.Sprintf(
+		`{"task_uuid":%q,"step_uuid":%q,"attempt":1,"result":{"success":true,"result":{"v":1}}}`, task, step)))
+	fin := h.send(messages.QueueTaskFinalizations, json.RawMessage(fmt.Sprintf(`{"task_uuid":%q}`, task)))
+	if out := h.event(messages.QueueStepResults, res); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("step result outcome = %v (%v)", out.Outcome, out.Err)
+	}
+	if out := h.event(messages.QueueTaskFinalizations, fin); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("finalization outcome = %v (%v)", out.Outcome, out.Err)
+	}
+	if h.rec.effects(t, "step", step.String()) != 1 || h.rec.effects(t, "final", task.String()) != 1 {
+		t.Fatal("step or finalization handler did not run exactly once")
+	}
+}
+
+func TestHandlerFailureRollsBackAndRedelivers(t *testing.T) {
+	h := start(t)
+	id := h.send(messages.QueueTaskRequests, taskRequest("flaky", `{"fail_until":2}`))
+	first := h.event(messages.QueueTaskRequests, id)
+	if first.Outcome != commands.OutcomeFailed {
+		t.Fatalf("first outcome = %v, want failed", first.Outcome)
+	}
+	if n := h.rec.effects(t, "task", "flaky"); n != 0 {
+		t.Fatalf("effects of a failed handler = %d, want 0 (rolled back)", n)
+	}
+	var readCt int
+	if err := h.db.Pool.QueryRow(context.Background(), "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE msg_id = $1", id).Scan(&readCt); err != nil {
+		t.Fatal(err)
+	}
+	if readCt != 1 {
+		t.Fatalf("read_ct after a failed delivery = %d, want 1 (the claim must stand)", readCt)
+	}
+	// Invisible until the visibility timeout passes.
+	if early := h.event(messages.QueueTaskRequests, id); early.Outcome != commands.OutcomeNotFound {
+		t.Fatalf("outcome before vt = %v, want not_found", early.Outcome)
+	}
+	h.waitVisible(messages.QueueTaskRequests, id)
+	second := h.event(messages.QueueTaskRequests, id)
+	if second.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("redelivery outcome = %v (%v), want processed", second.Outcome, second.Err)
+	}
+	if n := h.rec.effects(t, "task", "flaky"); n != 1 {
+		t.Fatalf("effects = %d, want 1", n)
+	}
+	failures := h.logs.FilterMessage("message failed; it will be redelivered").All()
+	if len(failures) != 1 {
+		t.Fatalf("failure log lines = %d, want 1", len(failures))
+	}
+	fields := failures[0].ContextMap()
+	if fields["queue"] != messages.QueueTaskRequests || fields["msg_id"] != id || fields["correlation_id"] == nil {
+		t.Fatalf("failure log fields = %v, want queue, msg_id and correlation_id", fields)
+	}
+}
+
+func TestAlwaysFailingMessageIsDeadLetteredAfterMaxReadCount(t *testing.T) {
+	h := start(t) // MaxReadCount 3
+	id := h.send(messages.QueueTaskRequests, taskRequest("doomed", `{"fail":true}`))
+	var outcomes []commands.Outcome
+	for range 3 {
+		h.waitVisible(messages.QueueTaskRequests, id)
+		outcomes = append(outcomes, h.event(messages.QueueTaskRequests, id).Outcome)
+	}
+	want := []commands.Outcome{commands.OutcomeFailed, commands.OutcomeFailed, commands.OutcomeDeadLettered}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Fatalf("outcomes = %v, want %v", outcomes, want)
+	}
+	if n := h.queueLen(messages.QueueTaskRequests); n != 0 {
+		t.Fatalf("source queue length = %d, want 0", n)
+	}
+	dl := h.deadLetters()
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	d := dl[0]
+	if d.SourceQueue != messages.QueueTaskRequests || d.SourceMsgID != id || d.ReadCount != 3 ||
+		d.Reason != messages.ReasonRetriesExceeded || !strings.Contains(d.Error, "injected failure") ||
+		!strings.Contains(string(d.Message), `"doomed"`) {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	if n := h.rec.attempts.Load(); n != 3 {
+		t.Fatalf("handler attempts = %d, want 3", n)
+	}
+}
+
+func TestReadCountAboveMaxIsDeadLetteredWithoutRunningTheHandler(t *testing.T) {
+	h := start(t)
+	id := h.send(messages.QueueTaskRequests, taskRequest("crashy", `{}`))
+	// Deliveries that never finished (a consumer crashing mid-handler) still count.
+	if _, err := h.db.Pool.Exec(context.Background(), "UPDATE pgmq.q_orchestration_task_requests SET read_ct = 3 WHERE msg_id = $1", id); err != nil {
+		t.Fatal(err)
+	}
+	out := h.event(messages.QueueTaskRequests, id)
+	if out.Outcome != commands.OutcomeDeadLettered || out.Detail != messages.ReasonMaxReadCount {
+		t.Fatalf("outcome = %v %q, want dead_lettered %s", out.Outcome, out.Detail, messages.ReasonMaxReadCount)
+	}
+	if h.rec.attempts.Load() != 0 {
+		t.Fatal("handler ran for a message above the read count")
+	}
+}
+
+func TestMalformedMessagesAreDeadLetteredAtOnceWhileOthersFlow(t *testing.T) {
+	h := start(t)
+	q := messages.QueueTaskRequests
+	ctx := context.Background()
+	// Not JSON at all can't go through pgmq.send's jsonb; a JSON string is the closest a
+	// producer can get. Also a wrong shape and a missing field.
+	badJSON := h.send(q, json.RawMessage(`"just a string"`))
+	wrongType := h.send(q, json.RawMessage(`{"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":[1,2]}}`))
+	missing := h.send(q, json.RawMessage(`{"task_request":{"name":"linear","version":"1.0.0","context":{}}}`))
+	good := h.send(q, taskRequest("good", `{}`))
+
+	// All four in one batch.
+	replies := make(chan commands.MessageOutcome, 4)
+	for _, id := range []int64{badJSON, wrongType, missing, good} {
+		go func() { replies <- h.event(q, id) }()
+	}
+	got := map[int64]commands.MessageOutcome{}
+	for range 4 {
+		o := <-replies
+		got[o.Ref.MsgID] = o
+	}
+	if got[good].Outcome != commands.OutcomeProcessed {
+		t.Fatalf("good message outcome = %v (%v)", got[good].Outcome, got[good].Err)
+	}
+	for _, id := range []int64{badJSON, wrongType, missing} {
+		if got[id].Outcome != commands.OutcomeDeadLettered {
+			t.Fatalf("msg %d outcome = %v, want dead_lettered", id, got[id].Outcome)
+		}
+	}
+	if !strings.Contains(got[wrongType].Err.Error(), "task_request.context") {
+		t.Fatalf("wrong type error %q does not name the field", got[wrongType].Err)
+	}
+	if !strings.Contains(got[missing].Err.Error(), "task_request.namespace") {
+		t.Fatalf("missing field error %q does not name the field", got[missing].Err)
+	}
+	if n := h.queueLen(q); n != 0 {
+		t.Fatalf("queue length = %d, want 0", n)
+	}
+	if dl := h.deadLetters(); len(dl) != 3 {
+		t.Fatalf("dead letters = %d, want 3", len(dl))
+	}
+	var reasons []string
+	rows, _ := h.db.Pool.Query(ctx, "SELECT message->>'reason' FROM pgmq.q_orchestration_dlq ORDER BY (message->>'source_msg_id')::bigint")
+	reasons, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reasons[0] != messages.ReasonValidation || reasons[1] != messages.ReasonValidation {
+		t.Fatalf("reasons = %v", reasons)
+	}
+	if n := len(h.logs.FilterMessage("message dead-lettered").All()); n != 3 {
+		t.Fatalf("dead-letter log lines = %d, want exactly one per message (3)", n)
+	}
+}
+
+func TestOneFailureInABatchDoesNotUndoTheOthers(t *testing.T) {
+	h := start(t)
+	q := messages.QueueTaskRequests
+	ids := []int64{
+		h.send(q, taskRequest("a", `{}`)),
+		h.send(q, taskRequest("b", `{"fail":true}`)),
+		h.send(q, taskRequest("c", `{"panic":true}`)),
+		h.send(q, taskRequest("d", `{"permanent":true}`)),
+		h.send(q, taskRequest("e", `{}`)),
+	}
+	replies := make(chan commands.MessageOutcome, len(ids))
+	for _, id := range ids {
+		go func() { replies <- h.event(q, id) }()
+	}
+	got := map[int64]commands.Outcome{}
+	for range ids {
+		o := <-replies
+		got[o.Ref.MsgID] = o.Outcome
+	}
+	want := []commands.Outcome{commands.OutcomeProcessed, commands.OutcomeFailed, commands.OutcomeFailed, commands.OutcomeDeadLettered, commands.OutcomeProcessed}
+	for i, id := range ids {
+		if got[id] != want[i] {
+			t.Fatalf("message %d outcome = %v, want %v (all: %v)", i, got[id], want[i], got)
+		}
+	}
+	for key, n := range map[string]int{"a": 1, "b": 0, "c": 0, "d": 0, "e": 1} {
+		if got := h.rec.effects(t, "task", key); got != n {
+			t.Fatalf("effects of %s = %d, want %d", key, got, n)
+		}
+	}
+	if n := h.queueLen(q); n != 2 {
+		t.Fatalf("queue length = %d, want 2 (the two failures wait for redelivery)", n)
+	}
+}
+
+func TestClaimUsesTheConfiguredVisibilityTimeout(t *testing.T) {
+	h := start(t, func(c *actor.Config) { c.VisibilityTimeout = 42 * time.Second })
+	id := h.send(messages.QueueTaskRequests, taskRequest("vt", `{"fail":true}`))
+	if out := h.event(messages.QueueTaskRequests, id); out.Outcome != commands.OutcomeFailed {
+		t.Fatalf("outcome = %v", out.Outcome)
+	}
+	var secs float64
+	if err := h.db.Pool.QueryRow(context.Background(),
+		"SELECT extract(epoch FROM vt - clock_timestamp()) FROM pgmq.q_orchestration_task_requests WHERE msg_id = $1", id).Scan(&secs); err != nil {
+		t.Fatal(err)
+	}
+	if secs < 40 || secs > 42.5 {
+		t.Fatalf("vt is %.1fs ahead, want about 42s", secs)
+	}
+}
+
+func TestDroppedReplyReceiverIsLoggedAtError(t *testing.T) {
+	h := start(t)
+	id := h.send(messages.QueueTaskRequests, taskRequest("orphan", `{}`))
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	resp, _ := commands.NewResponder[commands.MessageOutcome](gone)
+	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{
+		Kind: commands.KindTaskRequest, Queue: messages.QueueTaskRequests, MsgID: id, ReceivedAt: time.Now(), Reply: resp,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.logs.FilterMessage("reply dropped: the requester stopped waiting before the reply was sent").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no ERROR log for the dropped reply")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	entry := h.logs.FilterMessage("reply dropped: the requester stopped waiting before the reply was sent").All()[0]
+	if entry.Level != zapcore.ErrorLevel {
+		t.Fatalf("level = %v, want error", entry.Level)
+	}
+	// The work itself was done and acknowledged.
+	if h.rec.effects(t, "task", "orphan") != 1 || h.queueLen(messages.QueueTaskRequests) != 0 {
+		t.Fatal("the message was not processed")
+	}
+}
+
+func TestStatsAndHealthCommands(t *testing.T) {
+	h := start(t)
+	q := messages.QueueTaskRequests
+	h.event(q, h.send(q, taskRequest("s1", `{}`)))
+	h.event(q, h.send(q, taskRequest("s2", `{"permanent":true}`)))
+	h.event(q, 999999)
+	h.send(q, taskRequest("waiting", `{}`)) // left in the queue: depth 1
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	snap, err := commands.Request(ctx, h.cmds, func(r commands.Responder[commands.StatsSnapshot]) commands.Command {
+		return commands.GetProcessingStats{Reply: r}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.ByKind["task_request"]; got.Processed != 1 || got.DeadLettered != 1 || got.NotFound != 1 {
+		t.Fatalf("stats = %+v", got)
+	}
+	if snap.Total.Processed != 1 {
+		t.Fatalf("total = %+v", snap.Total)
+	}
+	health, err := commands.Request(ctx, h.cmds, func(r commands.Responder[commands.SystemHealth]) commands.Command {
+		return commands.HealthCheck{Reply: r}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if health.Status != commands.HealthHealthy || !health.DatabaseConnected || !health.QueuesHealthy ||
+		health.WorstQueue != q || health.WorstQueueDepth != 1 || health.DLQDepth != 1 ||
+		health.QueueDepthTier != commands.DepthNormal || health.BackpressureActive {
+		t.Fatalf("health = %+v", health)
+	}
+	b, _ := json.Marshal(health)
+	for _, field := range []string{`"status":"healthy"`, `"database_connected":true`, `"queue_depth_tier":"normal"`, `"command_channel_saturation"`, `"backpressure_active":false`, `"worst_queue":"orchestration_task_requests"`} {
+		if !strings.Contains(string(b), field) {
+			t.Fatalf("health JSON %s lacks %s", b, field)
+		}
+	}
+}
+
+func TestShutdownFinishesInFlightAndLeavesTheRestForTheNextStart(t *testing.T) {
+	db := testdb.New(t, 8)
+	rec := newRecorder(t, db.Pool)
+	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
+	q := messages.QueueTaskRequests
+	blocked := h.send(q, taskRequest("inflight", `{"block":true}`))
+	var rest []int64
+	for i := range 5 {
+		rest = append(rest, h.send(q, taskRequest(fmt.Sprintf("later-%d", i), `{}`)))
+	}
+	for _, id := range append([]int64{blocked}, rest...) {
+		if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-rec.entered // the first handler is running
+	h.stop()      // SIGTERM: stop intake
+	select {
+	case <-h.done:
+		t.Fatal("actor returned while a handler was still in flight")
+	default:
+	}
+	close(rec.gate) // let the in-flight handler finish
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("actor did not return after the in-flight handler finished")
+	}
+	h.done <- nil // for the cleanup
+	if rec.effects(t, "task", "inflight") != 1 {
+		t.Fatal("in-flight handler's work was not committed")
+	}
+	if n := h.queueLen(q); n != 5 {
+		t.Fatalf("queue length after shutdown = %d, want the 5 unstarted messages", n)
+	}
+	// The next start processes the rest.
+	h2 := startOn(t, db, rec)
+	for _, id := range rest {
+		if out := h2.event(q, id); out.Outcome != commands.OutcomeProcessed {
+			t.Fatalf("after restart: msg %d outcome = %v", id, out.Outcome)
+		}
+	}
+	if n := h2.queueLen(q); n != 0 {
+		t.Fatalf("queue length = %d, want 0", n)
+	}
+}
+
+func TestShutdownTimeoutCancelsStuckHandlers(t *testing.T) {
+	db := testdb.New(t, 8)
+	rec := newRecorder(t, db.Pool)
+	h := startOn(t, db, rec, func(c *actor.Config) { c.ShutdownTimeout = 200 * time.Millisecond })
+	q := messages.QueueTaskRequests
+	id := h.send(q, taskRequest("stuck", `{"block":true}`))
+	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.entered
+	began := time.Now()
+	h.stop()
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("actor did not return after its shutdown timeout")
+	}
+	h.done <- nil
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("shutdown took %s with a 200ms timeout", took)
+	}
+	if rec.effects(t, "task", "stuck") != 0 || h.queueLen(q) != 1 {
+		t.Fatal("a cancelled handler's work must roll back and its message stay queued")
+	}
+}

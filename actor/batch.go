@@ -1,0 +1,357 @@
+package actor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/pgmq"
+)
+
+// work is one pending command: a message event, a claimed message, or a direct command.
+type work struct {
+	queue   string
+	kind    commands.Kind
+	event   *commands.ProcessMessageEvent
+	claimed *commands.ProcessMessage
+	direct  commands.Command
+}
+
+func (w work) ref() commands.MsgRef {
+	if w.event != nil {
+		return commands.MsgRef{Queue: w.queue, MsgID: w.event.MsgID}
+	}
+	return commands.MsgRef{Queue: w.queue, MsgID: w.claimed.Message.ID}
+}
+
+func (w work) receivedAt() time.Time {
+	if w.event != nil {
+		return w.event.ReceivedAt
+	}
+	return w.claimed.ReceivedAt
+}
+
+func (w work) responder() commands.Responder[commands.MessageOutcome] {
+	if w.event != nil {
+		return w.event.Reply
+	}
+	return w.claimed.Reply
+}
+
+// abandon gives up on work that was never started (shutdown): nothing happened to it.
+func (w work) abandon(a *Actor) {
+	if w.direct != nil {
+		a.runDirectAbandoned(w.direct)
+		return
+	}
+	a.cfg.InFlight.Remove(w.ref())
+	resp := w.responder()
+	a.reply(w.kind, "message", func() bool {
+		return resp.Send(commands.MessageOutcome{Ref: w.ref(), Outcome: commands.OutcomeFailed, Detail: "consumer shutting down"}, errShuttingDown)
+	})
+}
+
+// item is one claimed message in a batch.
+type item struct {
+	w       work
+	msg     pgmq.Message
+	h       hydrated
+	outcome commands.Outcome
+	detail  string
+	err     error
+	dlq     *messages.DeadLetter
+	started time.Time
+	took    time.Duration
+}
+
+// runBatch processes work items of one queue (or a single direct command).
+func (a *Actor) runBatch(batch []work) {
+	if batch[0].direct != nil {
+		a.runDirect(batch[0].direct)
+		return
+	}
+	ctx := a.workCtx
+	queue := batch[0].queue
+	start := a.now()
+	items, notFound, committed, err := a.processBatch(ctx, queue, batch)
+	if err != nil {
+		// The transaction did not commit: no effect and no ack for any message. Claims made in
+		// it are undone, so those messages are visible again right away; poller claims stand.
+		for _, it := range items {
+			if it.outcome != commands.OutcomeNotFound {
+				it.outcome, it.err, it.detail, it.dlq = commands.OutcomeFailed, err, "batch transaction failed", nil
+			}
+		}
+		if ctx.Err() == nil {
+			a.log.Error("batch transaction failed; its messages will be redelivered",
+				zap.String("queue", queue), zap.Int("messages", len(batch)), zap.Error(err))
+		}
+	}
+	a.obs.BatchDone(queue, len(batch), a.now().Sub(start), committed)
+	for _, w := range notFound {
+		a.finish(w, &item{w: w, outcome: commands.OutcomeNotFound, detail: "not claimable: already claimed, deleted or not yet visible"})
+	}
+	for _, it := range items {
+		a.finish(it.w, it)
+	}
+}
+
+// processBatch runs the batch transaction. It returns the claimed items with their outcomes and
+// the work whose message could not be claimed.
+func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (items []*item, notFound []work, committed bool, err error) {
+	tx, err := a.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return nil, batch, false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	items, notFound, err = a.claim(ctx, tx, queue, batch)
+	if err != nil {
+		return nil, batch, false, err
+	}
+	var runnable []*item
+	for _, it := range items {
+		if a.hydrate(it) {
+			runnable = append(runnable, it)
+		}
+	}
+	// Same lock order in every batch: handlers lock their task row, and two batches taking two
+	// tasks in opposite orders would deadlock.
+	slices.SortStableFunc(runnable, func(x, y *item) int { return bytes.Compare(x.h.taskUUID[:], y.h.taskUUID[:]) })
+
+	if len(runnable) > 0 {
+		if err := a.runHandlers(ctx, tx, runnable); err != nil {
+			return items, notFound, false, err
+		}
+	}
+	if err := a.ack(ctx, tx, queue, items); err != nil {
+		return items, notFound, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return items, notFound, false, fmt.Errorf("commit: %w", err)
+	}
+	return items, notFound, true, nil
+}
+
+// claim claims the announced messages in tx (one round trip) and pairs them with their work.
+func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work) ([]*item, []work, error) {
+	var ids []int64
+	for _, w := range batch {
+		if w.event != nil {
+			ids = append(ids, w.event.MsgID)
+		}
+	}
+	byID := map[int64]pgmq.Message{}
+	if len(ids) > 0 {
+		msgs, err := pgmq.ReadSpecificBatch(ctx, tx, queue, ids, a.cfg.VisibilityTimeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, m := range msgs {
+			byID[m.ID] = m
+		}
+	}
+	var items []*item
+	var notFound []work
+	for _, w := range batch {
+		if w.claimed != nil {
+			items = append(items, &item{w: w, msg: w.claimed.Message})
+			continue
+		}
+		m, ok := byID[w.event.MsgID]
+		if !ok {
+			notFound = append(notFound, w)
+			continue
+		}
+		delete(byID, m.ID) // an id announced twice in one batch is handled once
+		items = append(items, &item{w: w, msg: m})
+	}
+	return items, notFound, nil
+}
+
+// hydrate decodes it's body; a message that can never be processed is marked for the DLQ.
+func (a *Actor) hydrate(it *item) bool {
+	if int(it.msg.ReadCount) > a.cfg.MaxReadCount {
+		a.deadLetter(it, messages.ReasonMaxReadCount,
+			fmt.Errorf("delivered %d times, more than CONSUMER_MAX_READ_COUNT=%d", it.msg.ReadCount, a.cfg.MaxReadCount))
+		return false
+	}
+	hyd, ok := hydratorFor(it.w.kind)
+	if !ok {
+		a.deadLetter(it, messages.ReasonValidation, fmt.Errorf("no hydrator for queue %s", it.w.queue))
+		return false
+	}
+	h, err := hyd(a.cfg.Handlers, it.msg.Body)
+	if err != nil {
+		reason := messages.ReasonValidation
+		if !json.Valid(it.msg.Body) {
+			reason = messages.ReasonInvalidJSON
+		}
+		a.deadLetter(it, reason, err)
+		return false
+	}
+	it.h = h
+	return true
+}
+
+func (a *Actor) deadLetter(it *item, reason string, err error) {
+	it.outcome, it.err, it.detail = commands.OutcomeDeadLettered, err, reason
+	it.dlq = &messages.DeadLetter{
+		SourceQueue: it.w.queue, SourceMsgID: it.msg.ID, ReadCount: it.msg.ReadCount,
+		Reason: reason, Error: err.Error(), Message: messages.OriginalBody(it.msg.Body), DeadLetteredAt: a.now().UTC(),
+	}
+}
+
+// runHandlers runs every handler optimistically in the batch transaction. If one fails, it rolls
+// back to a savepoint taken after the claim and re-runs each message under its own savepoint,
+// so a failure undoes only its own message's effects.
+func (a *Actor) runHandlers(ctx context.Context, tx pgx.Tx, runnable []*item) error {
+	if _, err := tx.Exec(ctx, "SAVEPOINT handlers"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	failed := -1
+	for i, it := range runnable {
+		if !a.runOne(ctx, tx, it) {
+			failed = i
+			break
+		}
+	}
+	if failed < 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT handlers"); err != nil {
+		return fmt.Errorf("rollback to savepoint: %w", err)
+	}
+	// The failed message is not run twice in one delivery; the others are re-run in isolation.
+	a.classifyFailure(runnable[failed])
+	for i, it := range runnable {
+		if i == failed {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "SAVEPOINT msg"); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		if a.runOne(ctx, tx, it) {
+			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT msg"); err != nil {
+				return fmt.Errorf("release savepoint: %w", err)
+			}
+			continue
+		}
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT msg"); err != nil {
+			return fmt.Errorf("rollback to savepoint: %w", err)
+		}
+		a.classifyFailure(it)
+	}
+	return ctx.Err() // a cancelled batch must not commit half-done work
+}
+
+// runOne runs one handler and records its outcome; it reports success.
+func (a *Actor) runOne(ctx context.Context, tx pgx.Tx, it *item) (ok bool) {
+	it.started = a.now()
+	defer func() {
+		if r := recover(); r != nil {
+			it.err = fmt.Errorf("handler panic: %v", r)
+			ok = false
+		}
+		it.took = a.now().Sub(it.started)
+	}()
+	changed, detail, err := it.h.handle(ctx, tx)
+	if err != nil {
+		it.err = err
+		return false
+	}
+	it.outcome, it.detail, it.err = commands.OutcomeProcessed, detail, nil
+	if !changed {
+		it.outcome = commands.OutcomeSkipped
+	}
+	return true
+}
+
+// classifyFailure decides between dead-lettering and redelivery for a failed handler.
+func (a *Actor) classifyFailure(it *item) {
+	if p, ok := commands.AsPermanent(it.err); ok {
+		a.deadLetter(it, p.Reason, it.err)
+		return
+	}
+	if int(it.msg.ReadCount) >= a.cfg.MaxReadCount {
+		a.deadLetter(it, messages.ReasonRetriesExceeded, it.err)
+		return
+	}
+	it.outcome, it.detail = commands.OutcomeFailed, "handler failed; redelivered after the visibility timeout"
+}
+
+// ack sends the batch's dead letters and deletes every message that is done (one round trip
+// each).
+func (a *Actor) ack(ctx context.Context, tx pgx.Tx, queue string, items []*item) error {
+	var done []int64
+	var letters []json.RawMessage
+	for _, it := range items {
+		switch it.outcome {
+		case commands.OutcomeProcessed, commands.OutcomeSkipped:
+			done = append(done, it.msg.ID)
+		case commands.OutcomeDeadLettered:
+			body, err := json.Marshal(it.dlq)
+			if err != nil {
+				return fmt.Errorf("encode dead letter for %s/%d: %w", queue, it.msg.ID, err)
+			}
+			letters = append(letters, body)
+			done = append(done, it.msg.ID)
+		}
+	}
+	if len(letters) > 0 {
+		if _, err := pgmq.SendBatch(ctx, tx, messages.QueueDLQ, letters, pgmq.SendOptions{}); err != nil {
+			return err
+		}
+	}
+	if len(done) > 0 {
+		deleted, err := pgmq.DeleteBatch(ctx, tx, queue, done)
+		if err != nil {
+			return err
+		}
+		if len(deleted) != len(done) {
+			// We hold the claim, so this means someone deleted our messages under us.
+			return fmt.Errorf("ack %s: deleted %d of %d messages", queue, len(deleted), len(done))
+		}
+	}
+	return nil
+}
+
+// finish records a message's outcome: statistics, in-flight set, metrics, log and reply. It is
+// the seed's execute_with_stats for queue messages.
+func (a *Actor) finish(w work, it *item) {
+	a.cfg.InFlight.Remove(w.ref())
+	a.obs.MessageDone(w.queue, it.outcome, it.took, a.now().Sub(w.receivedAt()))
+	ref := w.ref()
+	fields := []zap.Field{
+		zap.String("queue", ref.Queue), zap.Int64("msg_id", ref.MsgID), zap.Int32("read_ct", it.msg.ReadCount),
+		zap.Stringer("outcome", it.outcome),
+	}
+	if it.h.correlationID != [16]byte{} {
+		fields = append(fields, zap.Stringer("correlation_id", it.h.correlationID))
+	}
+	if it.h.taskUUID != [16]byte{} {
+		fields = append(fields, zap.Stringer("task_uuid", it.h.taskUUID))
+	}
+	if it.h.stepUUID != [16]byte{} {
+		fields = append(fields, zap.Stringer("step_uuid", it.h.stepUUID))
+	}
+	switch it.outcome {
+	case commands.OutcomeDeadLettered:
+		a.log.Error("message dead-lettered", append(fields, zap.String("reason", it.detail), zap.Error(it.err))...)
+	case commands.OutcomeFailed:
+		a.log.Error("message failed; it will be redelivered", append(fields, zap.Error(it.err))...)
+	case commands.OutcomeNotFound:
+		a.log.Debug("message not claimable", fields...)
+	default:
+		a.log.Debug("message handled", append(fields, zap.String("detail", it.detail))...)
+	}
+	execute(a, w.kind, it.outcome, w.responder(), commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}, nil)
+}

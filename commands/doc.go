@@ -1,0 +1,8 @@
+// Package commands is the vocabulary of the consumer pipeline: the notifications the listener and
+// poller produce, the commands the dispatcher sends to the command processor actor, their result
+// types, processing statistics, the health report, and the typed, bounded channels between the
+// stages.
+//
+// It holds types only; the code that acts on them lives in listener, dispatch and actor. Keeping
+// them apart (as the seed ticket asked) lets every stage and its tests share one definition.
+package commands

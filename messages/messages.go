@@ -1,0 +1,376 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Queue names of the orchestration side (SPEC §3).
+const (
+	QueueTaskRequests      = "orchestration_task_requests"
+	QueueStepResults       = "orchestration_step_results"
+	QueueTaskFinalizations = "orchestration_task_finalizations"
+	QueueDLQ               = "orchestration_dlq"
+)
+
+// WorkerQueue returns the worker queue of a namespace.
+func WorkerQueue(namespace string) string { return "worker_" + namespace + "_queue" }
+
+// ValidationError says which field of a message is wrong. It is permanent: retrying the same
+// body can never succeed.
+type ValidationError struct {
+	Field  string // dotted path, e.g. "task_request.context"
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Field == "" {
+		return "invalid message: " + e.Reason
+	}
+	return fmt.Sprintf("invalid message: field %q: %s", e.Field, e.Reason)
+}
+
+// IsValidation reports whether err is (or wraps) a *ValidationError.
+func IsValidation(err error) bool {
+	var v *ValidationError
+	return errors.As(err, &v)
+}
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// TaskRequest is the body of orchestration_task_requests (SPEC §5.1).
+type TaskRequest struct {
+	RequestID   string          `json:"request_id,omitempty"`
+	TaskRequest TaskRequestSpec `json:"task_request"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+}
+
+// TaskRequestSpec is what the client asks for.
+type TaskRequestSpec struct {
+	Namespace      string          `json:"namespace"`
+	Name           string          `json:"name"`
+	Version        string          `json:"version"`
+	Context        json.RawMessage `json:"context"`
+	Initiator      string          `json:"initiator,omitempty"`
+	SourceSystem   string          `json:"source_system,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+	Tags           []string        `json:"tags,omitempty"`
+	Priority       int             `json:"priority,omitempty"`
+	CorrelationID  uuid.UUID       `json:"correlation_id"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+}
+
+// StepDispatch is the body sent to worker_<namespace>_queue (SPEC §5.2).
+type StepDispatch struct {
+	TaskUUID          uuid.UUID                  `json:"task_uuid"`
+	StepUUID          uuid.UUID                  `json:"step_uuid"`
+	CorrelationID     uuid.UUID                  `json:"correlation_id"`
+	Namespace         string                     `json:"namespace"`
+	TaskName          string                     `json:"task_name"`
+	TaskVersion       string                     `json:"task_version"`
+	StepName          string                     `json:"step_name"`
+	Handler           HandlerSpec                `json:"handler"`
+	Attempt           int                        `json:"attempt"`
+	MaxAttempts       int                        `json:"max_attempts"`
+	TaskContext       json.RawMessage            `json:"task_context"`
+	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
+}
+
+// HandlerSpec names the worker code that runs a step.
+type HandlerSpec struct {
+	Callable       string          `json:"callable"`
+	Initialization json.RawMessage `json:"initialization"`
+}
+
+// StepStatus is the outcome a worker reports (TAS-153: an enum, not string matching).
+type StepStatus int
+
+const (
+	// StatusUnknown is the zero value; a decoded result never carries it.
+	StatusUnknown StepStatus = iota
+	// StatusCompleted: the step succeeded and its result is accepted.
+	StatusCompleted
+	// StatusFailed: the step failed; it is retried while retryable and attempts remain.
+	StatusFailed
+	// StatusError: the step failed permanently; never retried.
+	StatusError
+)
+
+var stepStatusNames = [...]string{StatusUnknown: "", StatusCompleted: "completed", StatusFailed: "failed", StatusError: "error"}
+
+func (s StepStatus) String() string {
+	if int(s) < len(stepStatusNames) && s != StatusUnknown {
+		return stepStatusNames[s]
+	}
+	return "unknown"
+}
+
+// ParseStepStatus parses a wire status; the empty string is StatusUnknown with no error (the
+// caller derives it from `success`).
+func ParseStepStatus(s string) (StepStatus, error) {
+	for i, name := range stepStatusNames {
+		if name == s {
+			return StepStatus(i), nil
+		}
+	}
+	return StatusUnknown, fmt.Errorf("unknown status %q: want completed, failed or error", s)
+}
+
+// MarshalJSON writes the wire name.
+func (s StepStatus) MarshalJSON() ([]byte, error) {
+	if s == StatusUnknown {
+		return []byte(`""`), nil
+	}
+	return json.Marshal(s.String())
+}
+
+// UnmarshalJSON reads the wire name.
+func (s *StepStatus) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return errors.New("want a string")
+	}
+	v, err := ParseStepStatus(str)
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// StepResult is the body of orchestration_step_results (SPEC §5.3).
+type StepResult struct {
+	TaskUUID      uuid.UUID         `json:"task_uuid"`
+	StepUUID      uuid.UUID         `json:"step_uuid"`
+	CorrelationID uuid.UUID         `json:"correlation_id"`
+	Attempt       int               `json:"attempt"`
+	Result        StepExecutionInfo `json:"result"`
+}
+
+// StepExecutionInfo is what the worker observed.
+type StepExecutionInfo struct {
+	Success               bool                   `json:"success"`
+	Status                StepStatus             `json:"status"`
+	Result                json.RawMessage        `json:"result,omitempty"`
+	Error                 *StepError             `json:"error,omitempty"`
+	Metadata              json.RawMessage        `json:"metadata,omitempty"`
+	OrchestrationMetadata *OrchestrationMetadata `json:"orchestration_metadata,omitempty"`
+}
+
+// StepError describes a failure.
+type StepError struct {
+	Message   string `json:"message"`
+	ErrorType string `json:"error_type,omitempty"`
+	Retryable bool   `json:"retryable"`
+}
+
+// OrchestrationMetadata carries the worker's hints to the orchestrator.
+type OrchestrationMetadata struct {
+	BackoffHint *BackoffHint `json:"backoff_hint,omitempty"`
+}
+
+// BackoffHint asks for a specific retry delay.
+type BackoffHint struct {
+	DelaySeconds float64 `json:"delay_seconds"`
+}
+
+// BackoffHintDuration returns the hint as a duration, or nil when there is none.
+func (r *StepExecutionInfo) BackoffHintDuration() *time.Duration {
+	if r.OrchestrationMetadata == nil || r.OrchestrationMetadata.BackoffHint == nil {
+		return nil
+	}
+	d := time.Duration(r.OrchestrationMetadata.BackoffHint.DelaySeconds * float64(time.Second))
+	return &d
+}
+
+// Finalization is the body of orchestration_task_finalizations (SPEC §5.4).
+type Finalization struct {
+	TaskUUID uuid.UUID `json:"task_uuid"`
+}
+
+// DeadLetter is the body of orchestration_dlq (SPEC §5.5).
+type DeadLetter struct {
+	SourceQueue    string          `json:"source_queue"`
+	SourceMsgID    int64           `json:"source_msg_id"`
+	ReadCount      int32           `json:"read_ct"`
+	Reason         string          `json:"reason"`
+	Error          string          `json:"error"`
+	Message        json.RawMessage `json:"message"`
+	DeadLetteredAt time.Time       `json:"dead_lettered_at"`
+}
+
+// Dead-letter reasons.
+const (
+	ReasonInvalidJSON     = "invalid_json"
+	ReasonValidation      = "validation_failed"
+	ReasonMaxReadCount    = "max_read_count_exceeded"
+	ReasonPermanentError  = "permanent_error"
+	ReasonRetriesExceeded = "handler_failed_max_read_count"
+)
+
+// OriginalBody returns body as JSON when it is valid JSON, else as a JSON string of its text,
+// so a dead letter always keeps what was received.
+func OriginalBody(body []byte) json.RawMessage {
+	if json.Valid(body) {
+		return json.RawMessage(body)
+	}
+	b, _ := json.Marshal(string(body))
+	return b
+}
+
+// decodeObject unmarshals body into v after checking it is a JSON object, turning the standard
+// library's type errors into ValidationErrors that name the field.
+func decodeObject(body []byte, v any) error {
+	trimmed := bytes.TrimSpace(body)
+	if !json.Valid(trimmed) {
+		return &ValidationError{Reason: "body is not valid JSON"}
+	}
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return &ValidationError{Reason: "body must be a JSON object"}
+	}
+	if err := json.Unmarshal(trimmed, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field := te.Field
+			if field == "" {
+				field = "(root)"
+			}
+			return invalid(field, "wrong type: got JSON %s, want %s", te.Value, te.Type)
+		}
+		return &ValidationError{Reason: err.Error()}
+	}
+	return nil
+}
+
+// hasKey reports whether the JSON object at path (dot-separated) has the key; used to tell a
+// missing field from a zero one.
+func hasKey(body []byte, path ...string) bool {
+	var cur map[string]json.RawMessage
+	if json.Unmarshal(body, &cur) != nil {
+		return false
+	}
+	for i, key := range path {
+		raw, ok := cur[key]
+		if !ok || string(raw) == "null" {
+			return false
+		}
+		if i == len(path)-1 {
+			return true
+		}
+		cur = nil
+		if json.Unmarshal(raw, &cur) != nil {
+			return false
+		}
+	}
+	return false
+}
+
+func isJSONObject(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && t[0] == '{'
+}
+
+// DecodeTaskRequest decodes and validates a task request. A missing correlation_id gets a new
+// UUID (v7, so ids sort by creation time).
+func DecodeTaskRequest(body []byte) (TaskRequest, error) {
+	var r TaskRequest
+	if err := decodeObject(body, &r); err != nil {
+		return r, err
+	}
+	if !hasKey(body, "task_request") {
+		return r, invalid("task_request", "required")
+	}
+	spec := &r.TaskRequest
+	for _, f := range []struct{ name, value string }{{"namespace", spec.Namespace}, {"name", spec.Name}, {"version", spec.Version}} {
+		if strings.TrimSpace(f.value) == "" {
+			return r, invalid("task_request."+f.name, "required, must be a non-empty string")
+		}
+	}
+	if !hasKey(body, "task_request", "context") {
+		return r, invalid("task_request.context", "required")
+	}
+	if !isJSONObject(spec.Context) {
+		return r, invalid("task_request.context", "must be a JSON object")
+	}
+	if spec.CorrelationID == uuid.Nil {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return r, fmt.Errorf("new correlation id: %w", err)
+		}
+		spec.CorrelationID = id
+	}
+	return r, nil
+}
+
+// DecodeStepResult decodes and validates a step result. An empty status is derived from
+// `success` (completed or failed).
+func DecodeStepResult(body []byte) (StepResult, error) {
+	var r StepResult
+	if err := decodeObject(body, &r); err != nil {
+		return r, err
+	}
+	if r.TaskUUID == uuid.Nil {
+		return r, invalid("task_uuid", "required, must be a UUID")
+	}
+	if r.StepUUID == uuid.Nil {
+		return r, invalid("step_uuid", "required, must be a UUID")
+	}
+	if r.Attempt < 1 {
+		return r, invalid("attempt", "required, must be an integer >= 1")
+	}
+	if !hasKey(body, "result") {
+		return r, invalid("result", "required")
+	}
+	if r.Result.Status == StatusUnknown {
+		if r.Result.Success {
+			r.Result.Status = StatusCompleted
+		} else {
+			r.Result.Status = StatusFailed
+		}
+	}
+	if r.Result.Status != StatusCompleted && r.Result.Error == nil {
+		r.Result.Error = &StepError{Message: "step " + r.Result.Status.String() + " without an error description"}
+	}
+	return r, nil
+}
+
+// DecodeFinalization decodes and validates a finalization request.
+func DecodeFinalization(body []byte) (Finalization, error) {
+	var r Finalization
+	if err := decodeObject(body, &r); err != nil {
+		return r, err
+	}
+	if r.TaskUUID == uuid.Nil {
+		return r, invalid("task_uuid", "required, must be a UUID")
+	}
+	return r, nil
+}
+
+// DecodeStepDispatch decodes a step dispatch (used by workers).
+func DecodeStepDispatch(body []byte) (StepDispatch, error) {
+	var d StepDispatch
+	if err := decodeObject(body, &d); err != nil {
+		return d, err
+	}
+	if d.TaskUUID == uuid.Nil {
+		return d, invalid("task_uuid", "required, must be a UUID")
+	}
+	if d.StepUUID == uuid.Nil {
+		return d, invalid("step_uuid", "required, must be a UUID")
+	}
+	if d.Handler.Callable == "" {
+		return d, invalid("handler.callable", "required")
+	}
+	if d.Attempt < 1 {
+		return d, invalid("attempt", "required, must be an integer >= 1")
+	}
+	return d, nil
+}
