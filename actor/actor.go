@@ -59,7 +59,7 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) MessageDone(string, commands.Outcome, time.Duration, time.Duration) {}
-func (nopObserver) BatchDone(string, int, time.Duration, bool)                          {}
+func (nopObserver) BatchDone(string, int, time.Duration, bool)                         {}
 
 // Actor is the command processor. Create it with New and run it with Run.
 type Actor struct {

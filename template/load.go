@@ -57,7 +57,7 @@ func Parse(source string, data []byte) (*Template, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty template", label)
 		}
-		return nil, decodeError(label, err)
+		return nil, decodeError(label, data, err)
 	}
 	// A second document would be silently ignored otherwise; in a file that
 	// is meant to hold one template it is almost certainly a mistake.
@@ -186,13 +186,20 @@ func normalizeValue(v any) any {
 // decodeError reports YAML errors one per line, prefixed with the source, and
 // rewords the decoder's unknown-field message so it does not mention this
 // package's internal types.
-func decodeError(label string, err error) error {
+func decodeError(label string, data []byte, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("%s: %w", label, err)
 	}
+	steps := stepLines(data)
 	errs := make([]error, 0, len(te.Errors))
 	for _, msg := range te.Errors {
+		var line int
+		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+			if step := steps.at(line); step != "" {
+				msg = step + ": " + msg
+			}
+		}
 		if before, rest, ok := strings.Cut(msg, ": field "); ok {
 			if field, _, ok := strings.Cut(rest, " not found in type "); ok {
 				msg = fmt.Sprintf("%s: unknown field %q", before, field)
@@ -202,6 +209,60 @@ func decodeError(label string, err error) error {
 		errs = append(errs, fmt.Errorf("%s: %s", label, msg))
 	}
 	return errors.Join(errs...)
+}
+
+// stepSpans records where each step of a document starts so that the
+// decoder's line-numbered errors can also name the step, as validation
+// errors do.
+type stepSpans struct {
+	starts []int    // first line of each step, ascending
+	labels []string // stepLabel of each step
+	end    int      // first line after the steps list, 0 if it runs to EOF
+}
+
+func stepLines(data []byte) stepSpans {
+	var sp stepSpans
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return sp
+	}
+	root := doc.Content[0].Content // key, value, key, value, ...
+	for k := 0; k+1 < len(root); k += 2 {
+		if root[k].Value != "steps" || root[k+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		if k+2 < len(root) {
+			sp.end = root[k+2].Line
+		}
+		for i, item := range root[k+1].Content {
+			name := ""
+			if item.Kind == yaml.MappingNode {
+				for f := 0; f+1 < len(item.Content); f += 2 {
+					if item.Content[f].Value == "name" {
+						name = item.Content[f+1].Value
+					}
+				}
+			}
+			sp.starts = append(sp.starts, item.Line)
+			sp.labels = append(sp.labels, stepLabel(i, name))
+		}
+	}
+	return sp
+}
+
+// at returns the label of the step that contains line, or "" outside steps.
+func (sp stepSpans) at(line int) string {
+	if sp.end > 0 && line >= sp.end {
+		return ""
+	}
+	found := ""
+	for i, start := range sp.starts {
+		if start > line {
+			break
+		}
+		found = sp.labels[i]
+	}
+	return found
 }
 
 var internalTypeNames = strings.NewReplacer(
