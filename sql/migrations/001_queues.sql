@@ -91,6 +91,11 @@ END $$;
 CREATE OR REPLACE FUNCTION tasker.enable_queue_notify(queue_name text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+  -- pg_notify rejects channel names over 63 bytes at insert time; refuse now instead.
+  IF octet_length(tasker.queue_notify_channel(queue_name)) > 63 THEN
+    RAISE EXCEPTION 'notify channel % for queue % is longer than 63 bytes',
+      tasker.queue_notify_channel(queue_name), queue_name USING ERRCODE = '22023';
+  END IF;
   EXECUTE format(
     'CREATE OR REPLACE TRIGGER tasker_notify_insert AFTER INSERT ON %s
        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT

@@ -191,7 +191,7 @@ RETURNS SETOF pgmq.message_record LANGUAGE plpgsql AS $$
 BEGIN
   RETURN QUERY EXECUTE format(
     'WITH c AS (SELECT m.msg_id FROM %1$s m
-                WHERE m.vt <= clock_timestamp() AND m.message @> $3
+                WHERE m.vt <= clock_timestamp() AND ($3 = ''{}''::jsonb OR m.message @> $3)
                 ORDER BY m.msg_id LIMIT $1 FOR UPDATE SKIP LOCKED)
      UPDATE %1$s q SET vt = clock_timestamp() + make_interval(secs => $2), read_ct = q.read_ct + 1
      FROM c WHERE q.msg_id = c.msg_id
