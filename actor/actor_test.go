@@ -3,114 +3,29 @@ package actor_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/recorder"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// recorder is a set of handlers that write one row per handled message into test_effects,
-// inside the transaction they are given, so effects and acks can be checked together. A task
-// request's context steers it: {"fail": true} always fails, {"fail_until": N} fails while the
-// message's delivery count is below N, {"permanent": true} fails permanently, {"panic": true}
-// panics, {"block": true} waits on the recorder's gate.
-type recorder struct {
-	pool     *pgxpool.Pool
-	gate     chan struct{}
-	entered  chan string
-	attempts atomic.Int64
-}
-
-func newRecorder(t *testing.T, pool *pgxpool.Pool) *recorder {
-	t.Helper()
-	_, err := pool.Exec(context.Background(), `CREATE TABLE test_effects (
-		id bigserial PRIMARY KEY, kind text NOT NULL, key text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &recorder{pool: pool, gate: make(chan struct{}), entered: make(chan string, 100)}
-}
-
-type steer struct {
-	Fail      bool `json:"fail"`
-	FailUntil int  `json:"fail_until"`
-	Permanent bool `json:"permanent"`
-	Panic     bool `json:"panic"`
-	Block     bool `json:"block"`
-}
-
-func (r *recorder) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
-	r.attempts.Add(1)
-	var s steer
-	_ = json.Unmarshal(req.TaskRequest.Context, &s)
-	key := req.RequestID
-	if _, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('task', $1)", key); err != nil {
-		return commands.TaskInitializeResult{}, err
-	}
-	if s.Block {
-		r.entered <- key
-		select {
-		case <-r.gate:
-		case <-ctx.Done():
-			return commands.TaskInitializeResult{}, ctx.Err()
-		}
-	}
-	var deliveries int
-	if s.FailUntil > 0 {
-		// The message's read_ct as seen inside this transaction (the claim already counted).
-		if err := tx.QueryRow(ctx, "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE message->>'request_id' = $1", key).Scan(&deliveries); err != nil {
-			return commands.TaskInitializeResult{}, err
-		}
-	}
-	switch {
-	case s.Panic:
-		panic("handler exploded")
-	case s.Permanent:
-		return commands.TaskInitializeResult{}, commands.Permanent("unknown_template", errors.New("no such template"))
-	case s.Fail, deliveries > 0 && deliveries < s.FailUntil:
-		return commands.TaskInitializeResult{}, fmt.Errorf("injected failure for %s", key)
-	}
-	return commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}, nil
-}
-
-func (r *recorder) ProcessStepResult(ctx context.Context, tx pgx.Tx, res messages.StepResult) (commands.StepProcessResult, error) {
-	_, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('step', $1)", res.StepUUID.String())
-	return commands.StepProcessResult{Accepted: true, Action: "completed"}, err
-}
-
-func (r *recorder) FinalizeTask(ctx context.Context, tx pgx.Tx, task uuid.UUID) (commands.TaskFinalizationResult, error) {
-	_, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('final', $1)", task.String())
-	return commands.TaskFinalizationResult{TaskUUID: task, State: "complete"}, err
-}
-
-func (r *recorder) effects(t *testing.T, kind, key string) int {
-	t.Helper()
-	var n int
-	if err := r.pool.QueryRow(context.Background(), "SELECT count(*) FROM test_effects WHERE kind = $1 AND key = $2", kind, key).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 type harness struct {
 	t    *testing.T
 	db   *testdb.DB
-	rec  *recorder
+	rec  *recorder.Recorder
 	cmds *commands.CommandChannel
 	act  *actor.Actor
 	logs *observer.ObservedLogs
@@ -123,15 +38,15 @@ type option func(*actor.Config)
 func start(t *testing.T, opts ...option) *harness {
 	t.Helper()
 	db := testdb.New(t, 8)
-	return startOn(t, db, newRecorder(t, db.Pool), opts...)
+	return startOn(t, db, recorder.New(t, db.Pool), opts...)
 }
 
-func startOn(t *testing.T, db *testdb.DB, rec *recorder, opts ...option) *harness {
+func startOn(t *testing.T, db *testdb.DB, rec *recorder.Recorder, opts ...option) *harness {
 	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
 	cmds := commands.NewCommandChannel(100)
 	cfg := actor.Config{
-		Pool: db.Pool, Commands: cmds, Handlers: actor.Handlers{Task: rec, Step: rec, Finalization: rec},
+		Pool: db.Pool, Commands: cmds, Handlers: rec.Handlers(),
 		VisibilityTimeout: time.Second, MaxReadCount: 3, Concurrency: 4, BatchSize: 16,
 		ShutdownTimeout: 10 * time.Second, Logger: zap.New(core),
 	}
@@ -154,10 +69,6 @@ func startOn(t *testing.T, db *testdb.DB, rec *recorder, opts ...option) *harnes
 		}
 	})
 	return h
-}
-
-func taskRequest(requestID string, ctxJSON string) json.RawMessage {
-	return json.RawMessage(fmt.Sprintf(`{"request_id":%q,"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":%s}}`, requestID, ctxJSON))
 }
 
 func (h *harness) send(queue string, body json.RawMessage) int64 {
@@ -233,12 +144,12 @@ func (h *harness) waitVisible(queue string, id int64) {
 
 func TestEventIsClaimedHandledAndAckedTogether(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, taskRequest("r1", `{"n":1}`))
+	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("r1", `{"n":1}`))
 	out := h.event(messages.QueueTaskRequests, id)
 	if out.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("outcome = %v (%s, %v), want processed", out.Outcome, out.Detail, out.Err)
 	}
-	if n := h.rec.effects(t, "task", "r1"); n != 1 {
+	if n := h.rec.Effects(t, "task", "r1"); n != 1 {
 		t.Fatalf("effects = %d, want 1", n)
 	}
 	if n := h.queueLen(messages.QueueTaskRequests); n != 0 {
@@ -249,7 +160,7 @@ func TestEventIsClaimedHandledAndAckedTogether(t *testing.T) {
 	if again.Outcome != commands.OutcomeNotFound {
 		t.Fatalf("second outcome = %v, want not_found", again.Outcome)
 	}
-	if n := h.rec.effects(t, "task", "r1"); n != 1 {
+	if n := h.rec.Effects(t, "task", "r1"); n != 1 {
 		t.Fatalf("effects after duplicate = %d, want 1", n)
 	}
 	if errs := h.logs.FilterLevelExact(zapcore.ErrorLevel).Len(); errs != 0 {
@@ -273,19 +184,19 @@ func TestEachKindRoutesToItsHandler(t *testing.T) {
 	if out := h.event(messages.QueueTaskFinalizations, fin); out.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("finalization outcome = %v (%v)", out.Outcome, out.Err)
 	}
-	if h.rec.effects(t, "step", step.String()) != 1 || h.rec.effects(t, "final", task.String()) != 1 {
+	if h.rec.Effects(t, "step", step.String()) != 1 || h.rec.Effects(t, "final", task.String()) != 1 {
 		t.Fatal("step or finalization handler did not run exactly once")
 	}
 }
 
 func TestHandlerFailureRollsBackAndRedelivers(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, taskRequest("flaky", `{"fail_until":2}`))
+	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("flaky", `{"fail_until":2}`))
 	first := h.event(messages.QueueTaskRequests, id)
 	if first.Outcome != commands.OutcomeFailed {
 		t.Fatalf("first outcome = %v, want failed", first.Outcome)
 	}
-	if n := h.rec.effects(t, "task", "flaky"); n != 0 {
+	if n := h.rec.Effects(t, "task", "flaky"); n != 0 {
 		t.Fatalf("effects of a failed handler = %d, want 0 (rolled back)", n)
 	}
 	var readCt int
@@ -304,7 +215,7 @@ func TestHandlerFailureRollsBackAndRedelivers(t *testing.T) {
 	if second.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("redelivery outcome = %v (%v), want processed", second.Outcome, second.Err)
 	}
-	if n := h.rec.effects(t, "task", "flaky"); n != 1 {
+	if n := h.rec.Effects(t, "task", "flaky"); n != 1 {
 		t.Fatalf("effects = %d, want 1", n)
 	}
 	failures := h.logs.FilterMessage("message failed; it will be redelivered").All()
@@ -319,7 +230,7 @@ func TestHandlerFailureRollsBackAndRedelivers(t *testing.T) {
 
 func TestAlwaysFailingMessageIsDeadLetteredAfterMaxReadCount(t *testing.T) {
 	h := start(t) // MaxReadCount 3
-	id := h.send(messages.QueueTaskRequests, taskRequest("doomed", `{"fail":true}`))
+	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("doomed", `{"fail":true}`))
 	var outcomes []commands.Outcome
 	for range 3 {
 		h.waitVisible(messages.QueueTaskRequests, id)
@@ -342,14 +253,14 @@ func TestAlwaysFailingMessageIsDeadLetteredAfterMaxReadCount(t *testing.T) {
 		!strings.Contains(string(d.Message), `"doomed"`) {
 		t.Fatalf("dead letter = %+v", d)
 	}
-	if n := h.rec.attempts.Load(); n != 3 {
+	if n := h.rec.Attempts.Load(); n != 3 {
 		t.Fatalf("handler attempts = %d, want 3", n)
 	}
 }
 
 func TestReadCountAboveMaxIsDeadLetteredWithoutRunningTheHandler(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, taskRequest("crashy", `{}`))
+	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("crashy", `{}`))
 	// Deliveries that never finished (a consumer crashing mid-handler) still count.
 	if _, err := h.db.Pool.Exec(context.Background(), "UPDATE pgmq.q_orchestration_task_requests SET read_ct = 3 WHERE msg_id = $1", id); err != nil {
 		t.Fatal(err)
@@ -358,7 +269,7 @@ func TestReadCountAboveMaxIsDeadLetteredWithoutRunningTheHandler(t *testing.T) {
 	if out.Outcome != commands.OutcomeDeadLettered || out.Detail != messages.ReasonMaxReadCount {
 		t.Fatalf("outcome = %v %q, want dead_lettered %s", out.Outcome, out.Detail, messages.ReasonMaxReadCount)
 	}
-	if h.rec.attempts.Load() != 0 {
+	if h.rec.Attempts.Load() != 0 {
 		t.Fatal("handler ran for a message above the read count")
 	}
 }
@@ -372,7 +283,7 @@ func TestMalformedMessagesAreDeadLetteredAtOnceWhileOthersFlow(t *testing.T) {
 	badJSON := h.send(q, json.RawMessage(`"just a string"`))
 	wrongType := h.send(q, json.RawMessage(`{"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":[1,2]}}`))
 	missing := h.send(q, json.RawMessage(`{"task_request":{"name":"linear","version":"1.0.0","context":{}}}`))
-	good := h.send(q, taskRequest("good", `{}`))
+	good := h.send(q, recorder.TaskRequest("good", `{}`))
 
 	// All four in one batch.
 	replies := make(chan commands.MessageOutcome, 4)
@@ -422,11 +333,11 @@ func TestOneFailureInABatchDoesNotUndoTheOthers(t *testing.T) {
 	h := start(t)
 	q := messages.QueueTaskRequests
 	ids := []int64{
-		h.send(q, taskRequest("a", `{}`)),
-		h.send(q, taskRequest("b", `{"fail":true}`)),
-		h.send(q, taskRequest("c", `{"panic":true}`)),
-		h.send(q, taskRequest("d", `{"permanent":true}`)),
-		h.send(q, taskRequest("e", `{}`)),
+		h.send(q, recorder.TaskRequest("a", `{}`)),
+		h.send(q, recorder.TaskRequest("b", `{"fail":true}`)),
+		h.send(q, recorder.TaskRequest("c", `{"panic":true}`)),
+		h.send(q, recorder.TaskRequest("d", `{"permanent":true}`)),
+		h.send(q, recorder.TaskRequest("e", `{}`)),
 	}
 	replies := make(chan commands.MessageOutcome, len(ids))
 	for _, id := range ids {
@@ -444,7 +355,7 @@ func TestOneFailureInABatchDoesNotUndoTheOthers(t *testing.T) {
 		}
 	}
 	for key, n := range map[string]int{"a": 1, "b": 0, "c": 0, "d": 0, "e": 1} {
-		if got := h.rec.effects(t, "task", key); got != n {
+		if got := h.rec.Effects(t, "task", key); got != n {
 			t.Fatalf("effects of %s = %d, want %d", key, got, n)
 		}
 	}
@@ -455,7 +366,7 @@ func TestOneFailureInABatchDoesNotUndoTheOthers(t *testing.T) {
 
 func TestClaimUsesTheConfiguredVisibilityTimeout(t *testing.T) {
 	h := start(t, func(c *actor.Config) { c.VisibilityTimeout = 42 * time.Second })
-	id := h.send(messages.QueueTaskRequests, taskRequest("vt", `{"fail":true}`))
+	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("vt", `{"fail":true}`))
 	if out := h.event(messages.QueueTaskRequests, id); out.Outcome != commands.OutcomeFailed {
 		t.Fatalf("outcome = %v", out.Outcome)
 	}
@@ -471,7 +382,7 @@ func TestClaimUsesTheConfiguredVisibilityTimeout(t *testing.T) {
 
 func TestDroppedReplyReceiverIsLoggedAtError(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, taskRequest("orphan", `{}`))
+	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("orphan", `{}`))
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	resp, _ := commands.NewResponder[commands.MessageOutcome](gone)
@@ -492,7 +403,7 @@ func TestDroppedReplyReceiverIsLoggedAtError(t *testing.T) {
 		t.Fatalf("level = %v, want error", entry.Level)
 	}
 	// The work itself was done and acknowledged.
-	if h.rec.effects(t, "task", "orphan") != 1 || h.queueLen(messages.QueueTaskRequests) != 0 {
+	if h.rec.Effects(t, "task", "orphan") != 1 || h.queueLen(messages.QueueTaskRequests) != 0 {
 		t.Fatal("the message was not processed")
 	}
 }
@@ -500,10 +411,10 @@ func TestDroppedReplyReceiverIsLoggedAtError(t *testing.T) {
 func TestStatsAndHealthCommands(t *testing.T) {
 	h := start(t)
 	q := messages.QueueTaskRequests
-	h.event(q, h.send(q, taskRequest("s1", `{}`)))
-	h.event(q, h.send(q, taskRequest("s2", `{"permanent":true}`)))
+	h.event(q, h.send(q, recorder.TaskRequest("s1", `{}`)))
+	h.event(q, h.send(q, recorder.TaskRequest("s2", `{"permanent":true}`)))
 	h.event(q, 999999)
-	h.send(q, taskRequest("waiting", `{}`)) // left in the queue: depth 1
+	h.send(q, recorder.TaskRequest("waiting", `{}`)) // left in the queue: depth 1
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -540,34 +451,34 @@ func TestStatsAndHealthCommands(t *testing.T) {
 
 func TestShutdownFinishesInFlightAndLeavesTheRestForTheNextStart(t *testing.T) {
 	db := testdb.New(t, 8)
-	rec := newRecorder(t, db.Pool)
+	rec := recorder.New(t, db.Pool)
 	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
 	q := messages.QueueTaskRequests
-	blocked := h.send(q, taskRequest("inflight", `{"block":true}`))
+	blocked := h.send(q, recorder.TaskRequest("inflight", `{"block":true}`))
 	var rest []int64
 	for i := range 5 {
-		rest = append(rest, h.send(q, taskRequest(fmt.Sprintf("later-%d", i), `{}`)))
+		rest = append(rest, h.send(q, recorder.TaskRequest(fmt.Sprintf("later-%d", i), `{}`)))
 	}
 	for _, id := range append([]int64{blocked}, rest...) {
 		if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	<-rec.entered // the first handler is running
+	<-rec.Entered // the first handler is running
 	h.stop()      // SIGTERM: stop intake
 	select {
 	case <-h.done:
 		t.Fatal("actor returned while a handler was still in flight")
 	default:
 	}
-	close(rec.gate) // let the in-flight handler finish
+	close(rec.Gate) // let the in-flight handler finish
 	select {
 	case <-h.done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("actor did not return after the in-flight handler finished")
 	}
 	h.done <- nil // for the cleanup
-	if rec.effects(t, "task", "inflight") != 1 {
+	if rec.Effects(t, "task", "inflight") != 1 {
 		t.Fatal("in-flight handler's work was not committed")
 	}
 	if n := h.queueLen(q); n != 5 {
@@ -587,14 +498,14 @@ func TestShutdownFinishesInFlightAndLeavesTheRestForTheNextStart(t *testing.T) {
 
 func TestShutdownTimeoutCancelsStuckHandlers(t *testing.T) {
 	db := testdb.New(t, 8)
-	rec := newRecorder(t, db.Pool)
+	rec := recorder.New(t, db.Pool)
 	h := startOn(t, db, rec, func(c *actor.Config) { c.ShutdownTimeout = 200 * time.Millisecond })
 	q := messages.QueueTaskRequests
-	id := h.send(q, taskRequest("stuck", `{"block":true}`))
+	id := h.send(q, recorder.TaskRequest("stuck", `{"block":true}`))
 	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	<-rec.entered
+	<-rec.Entered
 	began := time.Now()
 	h.stop()
 	select {
@@ -606,7 +517,7 @@ func TestShutdownTimeoutCancelsStuckHandlers(t *testing.T) {
 	if took := time.Since(began); took > 5*time.Second {
 		t.Fatalf("shutdown took %s with a 200ms timeout", took)
 	}
-	if rec.effects(t, "task", "stuck") != 0 || h.queueLen(q) != 1 {
+	if rec.Effects(t, "task", "stuck") != 0 || h.queueLen(q) != 1 {
 		t.Fatal("a cancelled handler's work must roll back and its message stay queued")
 	}
 }

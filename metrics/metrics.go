@@ -1,0 +1,171 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/pgmq"
+)
+
+const namespace = "consumer"
+
+// latencyBuckets span 100µs to ~30s: the notify-to-handler target is milliseconds, handler
+// times reach into seconds.
+func latencyBuckets() []float64 { return prometheus.ExponentialBuckets(0.0001, 2.5, 15) }
+
+// Observer records the actor's per-message measurements; it implements actor.Observer.
+type Observer struct {
+	messages      *prometheus.CounterVec
+	handler       *prometheus.HistogramVec
+	notifyLatency *prometheus.HistogramVec
+	batchSize     *prometheus.HistogramVec
+	batchDuration *prometheus.HistogramVec
+	batchAborted  *prometheus.CounterVec
+}
+
+// NewObserver creates the actor's metrics and registers them with reg.
+func NewObserver(reg prometheus.Registerer) *Observer {
+	o := &Observer{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "messages_processed_total",
+			Help: "Orchestration messages by queue and outcome (processed, skipped, dead_lettered, not_found, failed).",
+		}, []string{"queue", "outcome"}),
+		handler: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "handler_duration_seconds", Help: "Time spent in the task, step or finalization handler.",
+			Buckets: latencyBuckets(),
+		}, []string{"queue"}),
+		notifyLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "notify_to_handler_seconds",
+			Help:    "From the notification (or poll) that announced a message to the end of its handling.",
+			Buckets: latencyBuckets(),
+		}, []string{"queue"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "batch_size", Help: "Messages per handler transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+		}, []string{"queue"}),
+		batchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "batch_duration_seconds", Help: "Duration of a handler transaction, claim to commit.",
+			Buckets: latencyBuckets(),
+		}, []string{"queue"}),
+		batchAborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "batch_aborted_total", Help: "Handler transactions that did not commit.",
+		}, []string{"queue"}),
+	}
+	reg.MustRegister(o.messages, o.handler, o.notifyLatency, o.batchSize, o.batchDuration, o.batchAborted)
+	return o
+}
+
+// MessageDone implements actor.Observer.
+func (o *Observer) MessageDone(queue string, outcome commands.Outcome, handlerTime, sinceReceived time.Duration) {
+	o.messages.WithLabelValues(queue, outcome.String()).Inc()
+	if outcome == commands.OutcomeNotFound {
+		return
+	}
+	o.handler.WithLabelValues(queue).Observe(handlerTime.Seconds())
+	o.notifyLatency.WithLabelValues(queue).Observe(sinceReceived.Seconds())
+}
+
+// BatchDone implements actor.Observer.
+func (o *Observer) BatchDone(queue string, size int, took time.Duration, committed bool) {
+	o.batchSize.WithLabelValues(queue).Observe(float64(size))
+	o.batchDuration.WithLabelValues(queue).Observe(took.Seconds())
+	if !committed {
+		o.batchAborted.WithLabelValues(queue).Inc()
+	}
+}
+
+// ChannelStatser is a pipeline channel (commands.Channel of any type).
+type ChannelStatser interface{ Stats() commands.ChannelStats }
+
+// RegisterChannels exposes saturation, length and blocked sends of the pipeline channels.
+func RegisterChannels(reg prometheus.Registerer, channels ...ChannelStatser) {
+	for _, ch := range channels {
+		name := ch.Stats().Name
+		labels := prometheus.Labels{"channel": name}
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "channel_saturation",
+				Help: "Fill ratio (0-1) of a pipeline channel.", ConstLabels: labels},
+				func() float64 { return ch.Stats().Saturation }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "channel_blocked_sends_total",
+				Help: "Sends that waited because the channel was full (backpressure).", ConstLabels: labels},
+				func() float64 { return float64(ch.Stats().BlockedSends) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "channel_blocked_seconds_total",
+				Help: "Time senders spent waiting on a full channel.", ConstLabels: labels},
+				func() float64 { return ch.Stats().BlockedTime.Seconds() }),
+		)
+	}
+}
+
+// Counter is a monotonically increasing count owned by another package.
+type Counter func() uint64
+
+// RegisterCounter exposes a counter owned elsewhere (listener reconnects, poller cycles...).
+func RegisterCounter(reg prometheus.Registerer, name, help string, c Counter) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help},
+		func() float64 { return float64(c()) }))
+}
+
+// RegisterGauge exposes a gauge owned elsewhere.
+func RegisterGauge(reg prometheus.Registerer, name, help string, g func() float64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, g))
+}
+
+// QueueCollector reports every PGMQ queue's depth at scrape time.
+type QueueCollector struct {
+	db       pgmq.DB
+	dlq      string
+	depth    *prometheus.Desc
+	visible  *prometheus.Desc
+	oldest   *prometheus.Desc
+	dlqDepth *prometheus.Desc
+	up       *prometheus.Desc
+}
+
+// NewQueueCollector returns a collector reading pgmq.metrics_all through db; dlqQueue is
+// reported again as consumer_dlq_depth.
+func NewQueueCollector(db pgmq.DB, dlqQueue string) *QueueCollector {
+	return &QueueCollector{
+		db: db, dlq: dlqQueue,
+		depth:    prometheus.NewDesc(namespace+"_queue_depth", "Messages in a PGMQ queue.", []string{"queue"}, nil),
+		visible:  prometheus.NewDesc(namespace+"_queue_visible_depth", "Messages in a PGMQ queue that are visible now.", []string{"queue"}, nil),
+		oldest:   prometheus.NewDesc(namespace+"_queue_oldest_message_age_seconds", "Age of the oldest message in a PGMQ queue.", []string{"queue"}, nil),
+		dlqDepth: prometheus.NewDesc(namespace+"_dlq_depth", "Messages in the dead-letter queue.", nil, nil),
+		up:       prometheus.NewDesc(namespace+"_queue_metrics_up", "1 when the queue metrics could be read at this scrape.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.depth
+	ch <- c.visible
+	ch <- c.oldest
+	ch <- c.dlqDepth
+	ch <- c.up
+}
+
+// Collect implements prometheus.Collector.
+func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	all, err := pgmq.MetricsAll(ctx, c.db)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, m := range all {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(m.Length), m.Queue)
+		ch <- prometheus.MustNewConstMetric(c.visible, prometheus.GaugeValue, float64(m.VisibleLength), m.Queue)
+		var oldest float64
+		if m.OldestAge != nil {
+			oldest = m.OldestAge.Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, oldest, m.Queue)
+		if m.Queue == c.dlq {
+			ch <- prometheus.MustNewConstMetric(c.dlqDepth, prometheus.GaugeValue, float64(m.Length))
+		}
+	}
+}

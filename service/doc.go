@@ -1,0 +1,7 @@
+// Package service wires the consumer pipeline together: listener and fallback poller →
+// notification channel → dispatcher → command channel → command processor actor, according to
+// the configured mode, and answers readiness questions about it.
+//
+// Run stops intake (listener, poller, dispatcher) as soon as its context ends and gives the
+// actor up to the configured shutdown timeout to finish in-flight work.
+package service

@@ -1,0 +1,210 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/tasker-systems/consumer/actor"
+	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/config"
+	"github.com/tasker-systems/consumer/dispatch"
+	"github.com/tasker-systems/consumer/listener"
+	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/metrics"
+	"github.com/tasker-systems/consumer/pgmq"
+)
+
+// ReadyTimeout bounds each readiness check (SPEC §9: the actor must answer within a second).
+const ReadyTimeout = time.Second
+
+// Service is one running consumer pipeline.
+type Service struct {
+	cfg           *config.Config
+	pool          *pgxpool.Pool
+	log           *zap.Logger
+	notifications *commands.NotificationChannel
+	cmds          *commands.CommandChannel
+	inFlight      *commands.InFlight
+	listener      *listener.Listener // nil in polling mode
+	poller        *listener.Poller
+	dispatcher    *dispatch.Dispatcher
+	actor         *actor.Actor
+}
+
+// New builds the pipeline. reg may be nil (no metrics).
+func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *zap.Logger, reg prometheus.Registerer) (*Service, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Service{
+		cfg: cfg, pool: pool, log: log,
+		notifications: commands.NewNotificationChannel(cfg.NotifyBuffer),
+		cmds:          commands.NewCommandChannel(cfg.CommandBuffer),
+		inFlight:      commands.NewInFlight(),
+	}
+	var observer actor.Observer
+	if reg != nil {
+		observer = metrics.NewObserver(reg)
+	}
+	var err error
+	s.actor, err = actor.New(actor.Config{
+		Pool: pool, Commands: s.cmds, Notifications: s.notifications, InFlight: s.inFlight, Handlers: handlers,
+		VisibilityTimeout: cfg.VisibilityTimeout, MaxReadCount: cfg.MaxReadCount, Concurrency: cfg.Concurrency,
+		BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, Observer: observer, Logger: log.Named("actor"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.dispatcher = &dispatch.Dispatcher{In: s.notifications, Out: s.cmds, InFlight: s.inFlight, Logger: log.Named("dispatch")}
+	s.poller = &listener.Poller{
+		DB: pool, Queues: commands.Queues(), Interval: cfg.PollInterval, BatchSize: cfg.PollBatchSize,
+		VisibilityTimeout: cfg.VisibilityTimeout, Periodic: cfg.Mode.Polls(), Out: s.notifications,
+		Capacity: s.pollCapacity, Logger: log.Named("poller"),
+	}
+	if cfg.Mode.Listens() {
+		s.listener = &listener.Listener{
+			ConnString: cfg.ListenDatabaseURL, Channel: pgmq.OrchestrationChannel, Queues: commands.Queues(),
+			Out: s.notifications, PingInterval: cfg.ListenerPing, ReconnectMax: cfg.ReconnectMax, PingDB: pool,
+			OnBacklog:    func(context.Context) { s.poller.TriggerAll() },
+			OnQueueReady: s.poller.Trigger,
+			Logger:       log.Named("listener"),
+		}
+	}
+	if reg != nil {
+		s.register(reg)
+	}
+	return s, nil
+}
+
+// pollCapacity is how many more messages the poller may claim: the command buffer's size less
+// what is already in flight (dispatched, not finished) and, pessimistically, a full batch for
+// every notification not yet dispatched. Claims beyond that would wait in a channel while their
+// visibility timeout runs out.
+func (s *Service) pollCapacity() int {
+	return s.cfg.CommandBuffer - s.inFlight.Len() - s.notifications.Len()*s.cfg.PollBatchSize
+}
+
+func (s *Service) register(reg prometheus.Registerer) {
+	metrics.RegisterChannels(reg, s.notifications, s.cmds)
+	reg.MustRegister(metrics.NewQueueCollector(s.pool, messages.QueueDLQ))
+	metrics.RegisterCounter(reg, "poller_cycles_total", "Fallback poller rounds.", s.poller.Cycles)
+	metrics.RegisterCounter(reg, "poller_claimed_total", "Messages claimed by the fallback poller.", s.poller.Claimed)
+	metrics.RegisterCounter(reg, "poller_errors_total", "Failed poller reads.", s.poller.Errors)
+	metrics.RegisterCounter(reg, "dispatch_duplicates_total", "Announcements skipped because the message was in flight.", s.dispatcher.Duplicates)
+	metrics.RegisterCounter(reg, "dispatch_unknown_queue_total", "Notifications for queues this consumer does not serve.", s.dispatcher.UnknownQueue)
+	metrics.RegisterGauge(reg, "in_flight_messages", "Messages handed to the actor and not finished.", func() float64 { return float64(s.inFlight.Len()) })
+	if s.listener != nil {
+		metrics.RegisterCounter(reg, "listener_reconnects_total", "LISTEN connection re-establishments.", s.listener.Reconnects)
+		metrics.RegisterCounter(reg, "listener_notifications_total", "Notifications received.", s.listener.Received)
+		metrics.RegisterCounter(reg, "listener_malformed_total", "Malformed notification payloads.", s.listener.Malformed)
+		metrics.RegisterGauge(reg, "listener_connected", "1 while the LISTEN connection is up.", func() float64 {
+			if s.listener.Connected() {
+				return 1
+			}
+			return 0
+		})
+	}
+}
+
+// Commands is the actor's command channel, for in-process requests.
+func (s *Service) Commands() *commands.CommandChannel { return s.cmds }
+
+// Run runs the pipeline until ctx ends, then drains (see the package documentation).
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("actor", s.actor.Run)
+	run("dispatcher", s.dispatcher.Run)
+	run("poller", s.poller.Run)
+	if s.listener != nil {
+		run("listener", s.listener.Run)
+	} else {
+		s.poller.TriggerAll() // polling mode: don't wait a poll interval for the backlog
+	}
+	s.log.Info("consumer started", zap.String("mode", string(s.cfg.Mode)), zap.Duration("visibility_timeout", s.cfg.VisibilityTimeout),
+		zap.Int("concurrency", s.cfg.Concurrency), zap.Int("batch_size", s.cfg.BatchSize))
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// Health asks the actor for its SystemHealth report.
+func (s *Service) Health(ctx context.Context) (commands.SystemHealth, error) {
+	return commands.Request(ctx, s.cmds, func(r commands.Responder[commands.SystemHealth]) commands.Command {
+		return commands.HealthCheck{Reply: r}
+	})
+}
+
+// Stats asks the actor for its statistics.
+func (s *Service) Stats(ctx context.Context) (commands.StatsSnapshot, error) {
+	return commands.Request(ctx, s.cmds, func(r commands.Responder[commands.StatsSnapshot]) commands.Command {
+		return commands.GetProcessingStats{Reply: r}
+	})
+}
+
+// Check is one readiness check's result.
+type Check struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// Readiness is the /readyz report.
+type Readiness struct {
+	Ready  bool                   `json:"ready"`
+	Checks map[string]Check       `json:"checks"`
+	Health *commands.SystemHealth `json:"health,omitempty"`
+}
+
+// Ready runs the readiness checks of SPEC §9: the database answers, the actor answers a health
+// command within a second, and (outside polling mode) the listener is connected.
+func (s *Service) Ready(ctx context.Context) Readiness {
+	r := Readiness{Ready: true, Checks: map[string]Check{}}
+	set := func(name string, err error) {
+		c := Check{OK: err == nil}
+		if err != nil {
+			c.Error = err.Error()
+			r.Ready = false
+		}
+		r.Checks[name] = c
+	}
+	dbCtx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	set("database", s.pool.Ping(dbCtx))
+	cancel()
+
+	actorCtx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	h, err := s.Health(actorCtx)
+	cancel()
+	if err == nil {
+		r.Health = &h
+	}
+	set("actor", err)
+
+	if s.listener != nil {
+		var lerr error
+		if !s.listener.Connected() {
+			lerr = errors.New("LISTEN connection is down (reconnecting)")
+		}
+		set("listener", lerr)
+	}
+	return r
+}
