@@ -2,6 +2,7 @@ package commands
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -22,6 +23,11 @@ func (s HealthStatus) String() string {
 // MarshalJSON writes the status name.
 func (s HealthStatus) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
+// UnmarshalJSON reads a status name (for clients of /readyz).
+func (s *HealthStatus) UnmarshalJSON(b []byte) error {
+	return unmarshalName(b, []string{"unknown", "healthy", "degraded", "unhealthy"}, (*int)(s))
+}
+
 // QueueDepthTier buckets the deepest orchestration queue.
 type QueueDepthTier int
 
@@ -39,6 +45,25 @@ func (t QueueDepthTier) String() string {
 
 // MarshalJSON writes the tier name.
 func (t QueueDepthTier) MarshalJSON() ([]byte, error) { return json.Marshal(t.String()) }
+
+// UnmarshalJSON reads a tier name.
+func (t *QueueDepthTier) UnmarshalJSON(b []byte) error {
+	return unmarshalName(b, []string{"unknown", "normal", "warning", "critical", "overflow"}, (*int)(t))
+}
+
+func unmarshalName(b []byte, names []string, dst *int) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	for i, n := range names {
+		if n == s {
+			*dst = i
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown value %q", s)
+}
 
 // Queue depth tier thresholds (visible messages on the deepest orchestration queue).
 const (
