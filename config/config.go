@@ -63,7 +63,7 @@ func Load(ctx context.Context) (*Config, error) {
 func LoadFrom(ctx context.Context, lookuper envconfig.Lookuper) (*Config, error) {
 	var c Config
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: lookuper}); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, EnvError(err, &c)
 	}
 	if c.ListenDatabaseURL == "" {
 		c.ListenDatabaseURL = c.DatabaseURL

@@ -1,0 +1,93 @@
+package config_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/tasker-systems/consumer/config"
+)
+
+func load(env map[string]string) (*config.Config, error) {
+	return config.LoadFrom(context.Background(), envconfig.MapLookuper(env))
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(map[string]string{"DATABASE_URL": "postgres://x@localhost/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		DatabaseURL: "postgres://x@localhost/db", ListenDatabaseURL: "postgres://x@localhost/db", Mode: config.ModeHybrid,
+		VisibilityTimeout: 30 * time.Second, PollInterval: time.Second, PollBatchSize: 100, Concurrency: 8,
+		MaxReadCount: 5, CommandBuffer: 5000, NotifyBuffer: 10000, ShutdownTimeout: 30 * time.Second,
+		HTTPAddr: ":9090", LogLevel: "info", LogFormat: "json", BatchSize: 64, DBMaxConns: 12,
+		ListenerPing: 15 * time.Second, ReconnectMax: 10 * time.Second, HealthCacheTTL: 5 * time.Second,
+	}
+	if *c != want {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", *c, want)
+	}
+	if !c.Mode.Listens() || !c.Mode.Polls() {
+		t.Fatal("hybrid listens and polls")
+	}
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://x@localhost/db"}
+	cases := map[string]string{
+		"CONSUMER_VISIBILITY_TIMEOUT":  "abc",
+		"CONSUMER_MODE":                "sometimes",
+		"CONSUMER_POLL_INTERVAL":       "-1s",
+		"CONSUMER_CONCURRENCY":         "0",
+		"CONSUMER_POLL_BATCH_SIZE":     "many",
+		"CONSUMER_MAX_READ_COUNT":      "-3",
+		"CONSUMER_NOTIFICATION_BUFFER": "0",
+		"LOG_LEVEL":                    "chatty",
+		"LOG_FORMAT":                   "xml",
+	}
+	for variable, value := range cases {
+		env := map[string]string{variable: value}
+		for k, v := range base {
+			env[k] = v
+		}
+		_, err := load(env)
+		if err == nil {
+			t.Errorf("%s=%s accepted", variable, value)
+			continue
+		}
+		if !strings.Contains(err.Error(), variable) {
+			t.Errorf("%s=%s: error %q does not name the variable", variable, value, err)
+		}
+	}
+}
+
+func TestSubSecondVisibilityTimeoutRejected(t *testing.T) {
+	_, err := load(map[string]string{"DATABASE_URL": "x", "CONSUMER_VISIBILITY_TIMEOUT": "500ms"})
+	if err == nil || !strings.Contains(err.Error(), "CONSUMER_VISIBILITY_TIMEOUT") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDatabaseURLRequired(t *testing.T) {
+	for _, env := range []map[string]string{{}, {"DATABASE_URL": ""}, {"DATABASE_URL": "  "}} {
+		_, err := load(env)
+		if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
+			t.Fatalf("env %v: err = %v, want DATABASE_URL named", env, err)
+		}
+	}
+}
+
+func TestModes(t *testing.T) {
+	for mode, want := range map[config.Mode][2]bool{config.ModeHybrid: {true, true}, config.ModeEventDriven: {true, false}, config.ModePolling: {false, true}} {
+		if mode.Listens() != want[0] || mode.Polls() != want[1] {
+			t.Errorf("%s: listens=%v polls=%v", mode, mode.Listens(), mode.Polls())
+		}
+	}
+	c, err := load(map[string]string{"DATABASE_URL": "a", "LISTEN_DATABASE_URL": "b", "CONSUMER_MODE": "polling"})
+	if err != nil || c.ListenDatabaseURL != "b" || c.Mode != config.ModePolling {
+		t.Fatalf("c = %+v, err = %v", c, err)
+	}
+}

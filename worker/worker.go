@@ -1,0 +1,388 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/pgmq"
+)
+
+// Defaults of the Worker fields.
+const (
+	ConcurrencyDefault       = 8
+	VisibilityTimeoutDefault = 30 * time.Second
+	PollIntervalDefault      = time.Second
+	ShutdownTimeoutDefault   = 30 * time.Second
+	// MaxNamespaceLength keeps worker_<namespace>_queue within PGMQ's 47-character limit.
+	MaxNamespaceLength = 29
+	// PollJitter shortens or lengthens each wait between polls by up to ±10 %, so that many
+	// workers do not poll in lockstep.
+	PollJitter = 0.1
+)
+
+// listenReconnectDelay is the wait before reconnecting a lost LISTEN connection; polling
+// covers the gap.
+const listenReconnectDelay = time.Second
+
+// resultTries is how many times the result transaction is attempted before the dispatch is
+// left to reappear after its visibility timeout.
+const resultTries = 3
+
+// Worker runs step handlers for one namespace: it claims step dispatches from
+// worker_<namespace>_queue, runs the registered Handler for each dispatch's callable, and
+// reports each outcome to orchestration_step_results.
+//
+// Configure it through the exported fields and Handle, then call Run. Do not change the fields
+// while Run is running.
+type Worker struct {
+	// Pool is where the queues live. Required. It serves the reads, heartbeats and result
+	// transactions, so give it a few more connections than Concurrency if handlers also use it.
+	Pool *pgxpool.Pool
+
+	// ListenConnString is the connection string of a dedicated connection that LISTENs for new
+	// dispatches (it must not go through a transaction-mode pooler such as PgBouncer). If empty,
+	// the worker does not LISTEN and finds work by polling only, every PollInterval. If the
+	// string sets no application_name, the connection uses the pool's application_name with
+	// "-listener" appended.
+	ListenConnString string
+
+	// Namespace selects the queue (worker_<namespace>_queue) and the NOTIFY channel
+	// (pgmq_message_ready.<namespace>). Required: [a-z][a-z0-9_]*, at most 29 characters.
+	Namespace string
+
+	// Concurrency is the most handlers running at once; the worker never claims more messages
+	// than it has free slots. If set to 0, the default of 8 is used.
+	Concurrency int
+
+	// VisibilityTimeout hides a claimed dispatch from other workers. While its handler runs,
+	// heartbeats keep extending it; if the worker dies, the dispatch reappears this long after
+	// the last heartbeat. PGMQ counts whole seconds (1s is the minimum). If set to 0, the
+	// default of 30 seconds is used.
+	VisibilityTimeout time.Duration
+
+	// HeartbeatInterval is how often a running step's visibility timeout is extended
+	// (pgmq.set_vt to VisibilityTimeout from now). It must be shorter than VisibilityTimeout.
+	// If set to 0, VisibilityTimeout/3 is used. If negative, there are no heartbeats: a step
+	// that runs longer than VisibilityTimeout is delivered again to another worker (useful only
+	// to test redelivery).
+	HeartbeatInterval time.Duration
+
+	// PollInterval is the time between polls of the queue, which find what NOTIFY cannot
+	// announce (delayed retries, expired visibility timeouts, messages sent while the listener
+	// reconnected). Each wait is jittered by ±10 %. If set to 0, the default of 1 second is used.
+	PollInterval time.Duration
+
+	// ShutdownTimeout is how long running handlers may go on after Run's context ends before
+	// their own context is cancelled. If set to 0, the default of 30 seconds is used.
+	ShutdownTimeout time.Duration
+
+	// WorkerID identifies this worker in each result's metadata.worker_id and in logs. If
+	// empty, "<hostname>-<pid>" is used.
+	WorkerID string
+
+	// Logger receives one line per failed step, malformed dispatch or database error, and
+	// debug details. If nil, nothing is logged.
+	Logger *zap.Logger
+
+	// Now is the clock used to measure execution_time_ms. If nil, time.Now is used.
+	Now func() time.Time
+
+	mu       sync.RWMutex
+	handlers map[string]Handler
+
+	running   atomic.Bool
+	processed atomic.Uint64
+	failed    atomic.Uint64
+
+	wakeOnce sync.Once
+	wake     chan struct{}
+
+	testSignals workerTestSignals
+}
+
+// Handle registers h for dispatches whose handler.callable is callable. Register every
+// callable before Run; a dispatch whose callable has no handler is reported as a permanent
+// error (status "error"), so that its task does not wait forever. Handle panics on an empty
+// callable, a nil handler or a callable registered twice, like http.Handle.
+func (w *Worker) Handle(callable string, h Handler) {
+	if callable == "" {
+		panic("worker: Handle: empty callable")
+	}
+	if h == nil {
+		panic("worker: Handle: nil handler for " + strconv.Quote(callable))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, dup := w.handlers[callable]; dup {
+		panic("worker: Handle: callable " + strconv.Quote(callable) + " registered twice")
+	}
+	if w.handlers == nil {
+		w.handlers = make(map[string]Handler)
+	}
+	w.handlers[callable] = h
+}
+
+func (w *Worker) handler(callable string) Handler {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.handlers[callable]
+}
+
+// Processed returns the number of dispatches this worker has finished: a result committed
+// (whatever its status) or a malformed dispatch archived.
+func (w *Worker) Processed() uint64 { return w.processed.Load() }
+
+// Failed returns how many of the Processed dispatches did not succeed: results with status
+// failed or error, and malformed dispatches.
+func (w *Worker) Failed() uint64 { return w.failed.Load() }
+
+// ValidateNamespace reports whether ns is a valid namespace: [a-z][a-z0-9_]*, at most 29
+// characters (SPEC §3).
+func ValidateNamespace(ns string) error {
+	switch {
+	case ns == "":
+		return errors.New("namespace is empty")
+	case len(ns) > MaxNamespaceLength:
+		return fmt.Errorf("namespace %q has %d characters, at most %d allowed", ns, len(ns), MaxNamespaceLength)
+	case ns[0] < 'a' || ns[0] > 'z':
+		return fmt.Errorf("namespace %q must start with a lower case letter", ns)
+	}
+	for i := 1; i < len(ns); i++ {
+		if c := ns[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return fmt.Errorf("namespace %q: use only lower case letters, digits and _", ns)
+		}
+	}
+	return nil
+}
+
+// config is a Worker's configuration with the defaults applied.
+type config struct {
+	pool        *pgxpool.Pool
+	listen      *pgx.ConnConfig // nil: polling only
+	queue       string
+	channel     string
+	concurrency int
+	vt          time.Duration
+	heartbeat   time.Duration // < 0: disabled
+	poll        time.Duration
+	shutdown    time.Duration
+	opTimeout   time.Duration // bound of one database operation
+	workerID    string
+	log         *zap.Logger
+	now         func() time.Time
+}
+
+func (w *Worker) config() (*config, error) {
+	switch {
+	case w.Pool == nil:
+		return nil, errors.New("worker: Pool is nil")
+	case w.Concurrency < 0:
+		return nil, fmt.Errorf("worker: negative Concurrency %d", w.Concurrency)
+	case w.VisibilityTimeout < 0:
+		return nil, fmt.Errorf("worker: negative VisibilityTimeout %v", w.VisibilityTimeout)
+	case w.PollInterval < 0:
+		return nil, fmt.Errorf("worker: negative PollInterval %v", w.PollInterval)
+	case w.ShutdownTimeout < 0:
+		return nil, fmt.Errorf("worker: negative ShutdownTimeout %v", w.ShutdownTimeout)
+	}
+	if err := ValidateNamespace(w.Namespace); err != nil {
+		return nil, fmt.Errorf("worker: Namespace: %w", err)
+	}
+	c := &config{
+		pool: w.Pool, queue: messages.WorkerQueue(w.Namespace), concurrency: w.Concurrency,
+		vt: w.VisibilityTimeout, heartbeat: w.HeartbeatInterval, poll: w.PollInterval,
+		shutdown: w.ShutdownTimeout, workerID: w.WorkerID, log: w.Logger, now: w.Now,
+	}
+	c.channel = pgmq.NotifyChannel(c.queue)
+	if c.concurrency == 0 {
+		c.concurrency = ConcurrencyDefault
+	}
+	if c.vt == 0 {
+		c.vt = VisibilityTimeoutDefault
+	}
+	if c.heartbeat == 0 {
+		c.heartbeat = c.vt / 3
+	}
+	if c.heartbeat >= c.vt {
+		return nil, fmt.Errorf("worker: HeartbeatInterval %v must be shorter than VisibilityTimeout %v", c.heartbeat, c.vt)
+	}
+	if c.poll == 0 {
+		c.poll = PollIntervalDefault
+	}
+	if c.shutdown == 0 {
+		c.shutdown = ShutdownTimeoutDefault
+	}
+	c.opTimeout = max(c.vt, 5*time.Second)
+	if c.workerID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "worker"
+		}
+		c.workerID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if w.ListenConnString != "" {
+		cc, err := pgx.ParseConfig(w.ListenConnString)
+		if err != nil {
+			return nil, fmt.Errorf("worker: ListenConnString: %w", err)
+		}
+		if _, set := cc.RuntimeParams["application_name"]; !set {
+			if app := w.Pool.Config().ConnConfig.RuntimeParams["application_name"]; app != "" {
+				cc.RuntimeParams["application_name"] = app + "-listener"
+			}
+		}
+		c.listen = cc
+	}
+	return c, nil
+}
+
+func (c *config) jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (1 + PollJitter*(2*rand.Float64()-1)))
+}
+
+func (w *Worker) wakeCh() chan struct{} {
+	w.wakeOnce.Do(func() { w.wake = make(chan struct{}, 1) })
+	return w.wake
+}
+
+// wakeUp asks the claim loop to read the queue now. It never blocks.
+func (w *Worker) wakeUp() {
+	select {
+	case w.wakeCh() <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// Run claims and runs dispatches until ctx ends, then shuts down gracefully and returns nil.
+// It returns an error only for an invalid configuration (or when already running); database
+// errors are logged and retried.
+//
+// Work is found by LISTEN (if ListenConnString is set; every (re)connect also triggers a poll)
+// and by polling every PollInterval. Each read claims at most as many messages as there are
+// free slots (Concurrency minus the running handlers), hiding them for VisibilityTimeout. Each
+// message then runs in its own goroutine: decode (a malformed dispatch is archived: it can
+// never run), find the handler (none: a permanent "error" result), run it with panic recovery
+// while heartbeats extend the visibility timeout, then in one transaction delete the dispatch
+// and send the step result. If the dispatch was already deleted (it was delivered again and
+// another worker finished it first) the transaction is rolled back, so no duplicate result is
+// sent.
+//
+// When ctx ends, Run stops listening and claiming at once and waits for the running handlers.
+// Their contexts are cancelled only after ShutdownTimeout; a handler that then returns an
+// error reports nothing and its dispatch is made visible again at once, for another worker.
+// Run returns when every handler has returned, so a handler that ignores its context delays
+// Run's return.
+func (w *Worker) Run(ctx context.Context) error {
+	c, err := w.config()
+	if err != nil {
+		return err
+	}
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("worker: already running")
+	}
+	defer w.running.Store(false)
+
+	log := c.log.With(zap.String("queue", c.queue), zap.String("worker_id", c.workerID))
+	log.Info("worker: starting", zap.Int("concurrency", c.concurrency),
+		zap.Duration("visibility_timeout", c.vt), zap.Duration("heartbeat_interval", c.heartbeat),
+		zap.Bool("listen", c.listen != nil), zap.Duration("poll_interval", c.poll))
+
+	// Handlers and their database work outlive ctx: they get a context of their own,
+	// cancelled only when the shutdown timeout runs out.
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	r := &run{w: w, c: c, log: log, handlerCtx: handlerCtx, dbCtx: context.WithoutCancel(ctx)}
+
+	listenDone := make(chan struct{})
+	if c.listen != nil {
+		go func() {
+			defer close(listenDone)
+			w.listen(ctx, c, log)
+		}()
+	} else {
+		close(listenDone)
+	}
+
+	var wg sync.WaitGroup
+	freed := make(chan struct{}, c.concurrency) // one per finished handler; never blocks
+	inflight := 0
+	pending := true // there may be visible messages not yet claimed: poll at start
+	timer := time.NewTimer(c.jitter(c.poll))
+	defer timer.Stop()
+
+	for ctx.Err() == nil {
+		if free := c.concurrency - inflight; pending && free > 0 {
+			msgs, err := pgmq.Read(ctx, c.pool, c.queue, c.vt, free)
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				log.Error("worker: read failed; retrying after the poll interval", zap.Error(err))
+				pending = false // the timer sets it again
+				continue
+			}
+			w.testSignals.polled.Signal(pollEvent{Asked: free, Claimed: len(msgs)})
+			pending = len(msgs) == free // a full read: more may be waiting for a free slot
+			for _, m := range msgs {
+				inflight++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.process(m)
+					freed <- struct{}{}
+				}()
+			}
+			continue
+		}
+		w.testSignals.idle.Signal(c.concurrency - inflight)
+		select {
+		case <-ctx.Done():
+		case <-w.wakeCh():
+			pending = true
+		case <-freed:
+			inflight--
+		case <-timer.C:
+			pending = true
+			timer.Reset(c.jitter(c.poll))
+		}
+	}
+
+	w.testSignals.stopping.Signal(struct{}{})
+	log.Info("worker: stopping; waiting for running handlers", zap.Int("running", inflight),
+		zap.Duration("shutdown_timeout", c.shutdown))
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	deadline := time.NewTimer(c.shutdown)
+	defer deadline.Stop()
+	select {
+	case <-finished:
+	case <-deadline.C:
+		log.Warn("worker: shutdown timeout reached; cancelling running handlers")
+		r.forced.Store(true)
+		cancelHandlers()
+		<-finished
+	}
+	<-listenDone
+	log.Info("worker: stopped", zap.Uint64("processed", w.Processed()), zap.Uint64("failed", w.Failed()))
+	return nil
+}
