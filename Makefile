@@ -29,5 +29,21 @@ db-down:
 db-destroy:
 	scripts/pg.sh destroy
 
+# The consumer and the example worker on the local cluster (Ctrl-C stops both).
+run: build
+	KEEP_DB=1 scripts/with-db.sh scripts/run.sh
+
+# Everything started, workflows of every template submitted, progress and a summary.
+demo:
+	scripts/with-db.sh $(GO) run ./cmd/demo
+
+# SPEC §10 figures with their baselines, measured in one run (results in .bench/).
+bench:
+	scripts/with-db.sh $(GO) run ./cmd/bench
+
+# The full fault-injection suite (a short version runs inside make test).
+chaos:
+	scripts/with-db.sh $(GO) run ./cmd/chaos
+
 clean:
-	rm -rf bin .bench
+	rm -rf bin .bench .chaos

@@ -4,9 +4,9 @@
 #   scripts/pg.sh start   initdb (first time) and start; prints nothing else on success
 #   scripts/pg.sh stop    stop the cluster (keeps the data directory)
 #   scripts/pg.sh destroy stop and delete the data directory
-#   scripts/pg.sh url     print the connection string of the local cluster
+#   scripts/pg.sh url     print the connection string of the local cluster's consumer database
 #
-# Data lives in .pgdata/ (git-ignored) unless the postgres user cannot reach the checkout, in
+# The cluster has a database named consumer (created on start). Data lives in .pgdata/ (git-ignored) unless the postgres user cannot reach the checkout, in
 # which case a directory under /tmp named after the checkout is used. The server listens on
 # 127.0.0.1:${CONSUMER_PG_PORT:-54329} only, with trust authentication on loopback.
 set -euo pipefail
@@ -18,7 +18,8 @@ die() { echo "pg.sh: $*" >&2; exit 1; }
 
 find_bindir() {
   if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
-    dirname "$(command -v pg_ctl)"; return 0
+    # Resolve symlinks: the real directory also holds psql and createdb.
+    dirname "$(readlink -f "$(command -v pg_ctl)")"; return 0
   fi
   if command -v pg_config >/dev/null 2>&1; then
     local d; d=$(pg_config --bindir)
@@ -65,7 +66,7 @@ pick_datadir() {
   echo "$d"
 }
 
-url() { echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"; }
+url() { echo "postgres://postgres@127.0.0.1:$port/consumer?sslmode=disable"; }
 
 start() {
   ensure_server_binaries
@@ -74,9 +75,17 @@ start() {
     run_pg "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$root/.pgdata.initdb.log" 2>&1 \
       || { cat "$root/.pgdata.initdb.log" >&2; die "initdb failed"; }
   fi
-  if run_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    return 0
+  if ! run_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    start_server "$data"
   fi
+  # The database the consumer, the demo and the tests connect to.
+  if ! run_pg "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'consumer'" | grep -q 1; then
+    run_pg "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres consumer
+  fi
+}
+
+start_server() {
+  local data=$1
   # fsync off: a throwaway cluster; a server crash (not an OS crash) still loses no commit.
   run_pg "$bindir/pg_ctl" -D "$data" -w -t 60 -l "$data/server.log" \
     -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300 -c fsync=off -c full_page_writes=off -c shared_buffers=256MB" \

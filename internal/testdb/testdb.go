@@ -5,6 +5,8 @@
 // database (named after a hash of the embedded SQL, so a schema change makes a new one) and every
 // test then gets a cheap copy of it, dropped when the test ends. Tests therefore never see each
 // other's rows, queues or notifications, and can run in parallel.
+//
+// Create and Drop do the same outside tests, for the chaos suite and the benchmarks.
 package testdb
 
 import (
@@ -98,11 +100,35 @@ func create(ctx context.Context, t testing.TB, maxConns int32, options string) *
 		pool.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := exec(ctx, admin, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", pgx.Identifier{name}.Sanitize())); err != nil {
-			t.Errorf("testdb: drop database %s: %v", name, err)
+		if err := Drop(ctx, admin, name); err != nil {
+			t.Errorf("testdb: %v", err)
 		}
 	})
 	return &DB{Pool: pool, URL: dbURL, Name: name}
+}
+
+// Create makes a migrated database named prefix_<random> on the server of admin, outside of
+// tests (the chaos suite and the benchmarks). It returns the database's URL and name; Drop
+// removes it.
+func Create(ctx context.Context, admin, prefix string) (dbURL, name string, err error) {
+	tmpl, err := ensureTemplate(ctx, admin)
+	if err != nil {
+		return "", "", fmt.Errorf("testdb: template: %w", err)
+	}
+	name = prefix + "_" + randomSuffix()
+	if err := exec(ctx, admin, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", pgx.Identifier{name}.Sanitize(), pgx.Identifier{tmpl}.Sanitize())); err != nil {
+		return "", "", fmt.Errorf("testdb: create database: %w", err)
+	}
+	dbURL, err = withDatabase(admin, name)
+	return dbURL, name, err
+}
+
+// Drop removes a database, disconnecting its sessions.
+func Drop(ctx context.Context, admin, name string) error {
+	if err := exec(ctx, admin, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", pgx.Identifier{name}.Sanitize())); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
 }
 
 // ensureTemplate creates and migrates the template database of the current SQL, once.
