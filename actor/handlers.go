@@ -11,9 +11,10 @@ import (
 )
 
 // TaskHandler creates a task from a request. It runs inside tx, which also acknowledges the
-// request message: it must not commit or roll back tx. Returning a *commands.PermanentError (for
-// example an unknown template) dead-letters the message; any other error rolls back its effects
-// and leaves the message for redelivery.
+// request message: it must not commit or roll back tx. On any error the handler's effects are
+// rolled back (to a savepoint; the other messages of the batch are unaffected). A
+// *commands.PermanentError (for example an unknown template) then dead-letters the message; any
+// other error leaves it for redelivery after its visibility timeout.
 type TaskHandler interface {
 	InitializeTask(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -182,12 +183,23 @@ type BackoffHint struct {
 	DelaySeconds float64 `json:"delay_seconds"`
 }
 
-// BackoffHintDuration returns the hint as a duration, or nil when there is none.
+// BackoffHintDuration returns the hint as a duration, or nil when there is none. It saturates
+// rather than overflows: an absurdly large hint becomes the longest duration (and is then capped
+// by the step's backoff_max), a negative or NaN one becomes 0.
 func (r *StepExecutionInfo) BackoffHintDuration() *time.Duration {
 	if r.OrchestrationMetadata == nil || r.OrchestrationMetadata.BackoffHint == nil {
 		return nil
 	}
-	d := time.Duration(r.OrchestrationMetadata.BackoffHint.DelaySeconds * float64(time.Second))
+	secs := r.OrchestrationMetadata.BackoffHint.DelaySeconds
+	var d time.Duration
+	switch {
+	case !(secs > 0): // also NaN
+		d = 0
+	case secs >= float64(math.MaxInt64/int64(time.Second)):
+		d = math.MaxInt64
+	default:
+		d = time.Duration(secs * float64(time.Second))
+	}
 	return &d
 }
 
