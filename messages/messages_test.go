@@ -1,0 +1,121 @@
+package messages
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+func TestDecodeTaskRequestNamesTheField(t *testing.T) {
+	cases := map[string]struct {
+		body  string
+		field string
+	}{
+		"not json":           {`{"task_request":`, ""},
+		"not an object":      {`[1,2]`, ""},
+		"no task_request":    {`{"request_id":"x"}`, "task_request"},
+		"missing namespace":  {`{"task_request":{"name":"a","version":"1","context":{}}}`, "task_request.namespace"},
+		"empty name":         {`{"task_request":{"namespace":"d","name":" ","version":"1","context":{}}}`, "task_request.name"},
+		"missing context":    {`{"task_request":{"namespace":"d","name":"a","version":"1"}}`, "task_request.context"},
+		"context not object": {`{"task_request":{"namespace":"d","name":"a","version":"1","context":"x"}}`, "task_request.context"},
+		"wrong type":         {`{"task_request":{"namespace":7,"name":"a","version":"1","context":{}}}`, "task_request.namespace"},
+		"bad correlation":    {`{"task_request":{"namespace":"d","name":"a","version":"1","context":{},"correlation_id":"nope"}}`, ""},
+	}
+	for name, c := range cases {
+		_, err := DecodeTaskRequest([]byte(c.body))
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if !IsValidation(err) {
+			t.Errorf("%s: %v is not a validation error", name, err)
+		}
+		if c.field != "" && !strings.Contains(err.Error(), `"`+c.field+`"`) {
+			t.Errorf("%s: error %q does not name %s", name, err, c.field)
+		}
+	}
+}
+
+func TestDecodeTaskRequestDefaultsAndUnknownFields(t *testing.T) {
+	r, err := DecodeTaskRequest([]byte(`{"task_request":{"namespace":"d","name":"a","version":"1","context":{"n":1},"surprise":true},"extra":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TaskRequest.CorrelationID == uuid.Nil || r.TaskRequest.CorrelationID.Version() != 7 {
+		t.Fatalf("correlation id = %v, want a new v7 UUID", r.TaskRequest.CorrelationID)
+	}
+}
+
+func TestDecodeStepResult(t *testing.T) {
+	task, step := uuid.New(), uuid.New()
+	body := func(result string) []byte {
+		return []byte(`{"task_uuid":"` + task.String() + `","step_uuid":"` + step.String() + `","attempt":2,"result":` + result + `}`)
+	}
+	r, err := DecodeStepResult(body(`{"success":true,"result":{"v":1}}`))
+	if err != nil || r.Result.Status != StatusCompleted || r.Attempt != 2 {
+		t.Fatalf("derived completed: %+v %v", r, err)
+	}
+	r, err = DecodeStepResult(body(`{"success":false}`))
+	if err != nil || r.Result.Status != StatusFailed || r.Result.Error == nil {
+		t.Fatalf("derived failed: %+v %v", r, err)
+	}
+	r, err = DecodeStepResult(body(`{"success":false,"status":"error","error":{"message":"x","retryable":true}}`))
+	if err != nil || r.Result.Status != StatusError {
+		t.Fatalf("explicit error: %+v %v", r, err)
+	}
+	for name, b := range map[string][]byte{
+		"unknown status": body(`{"status":"skipped"}`),
+		"no result":      []byte(`{"task_uuid":"` + task.String() + `","step_uuid":"` + step.String() + `","attempt":1}`),
+		"attempt zero":   []byte(`{"task_uuid":"` + task.String() + `","step_uuid":"` + step.String() + `","attempt":0,"result":{}}`),
+		"no step":        []byte(`{"task_uuid":"` + task.String() + `","attempt":1,"result":{}}`),
+		"attempt string": []byte(`{"task_uuid":"` + task.String() + `","step_uuid":"` + step.String() + `","attempt":"1","result":{}}`),
+	} {
+		if _, err := DecodeStepResult(b); err == nil || !IsValidation(err) {
+			t.Errorf("%s: err = %v, want a validation error", name, err)
+		}
+	}
+}
+
+func TestStepStatusRoundTrip(t *testing.T) {
+	for _, s := range []StepStatus{StatusCompleted, StatusFailed, StatusError} {
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back StepStatus
+		if err := json.Unmarshal(b, &back); err != nil || back != s {
+			t.Fatalf("%v -> %s -> %v (%v)", s, b, back, err)
+		}
+	}
+	if _, err := ParseStepStatus("skipped"); err == nil {
+		t.Fatal("the vestigial skipped status must be rejected")
+	}
+}
+
+func TestBackoffHintSaturates(t *testing.T) {
+	hint := func(secs float64) *time.Duration {
+		r := StepExecutionInfo{OrchestrationMetadata: &OrchestrationMetadata{BackoffHint: &BackoffHint{DelaySeconds: secs}}}
+		return r.BackoffHintDuration()
+	}
+	if (&StepExecutionInfo{}).BackoffHintDuration() != nil {
+		t.Fatal("no hint must be nil")
+	}
+	for secs, want := range map[float64]time.Duration{1.5: 1500 * time.Millisecond, 0: 0, -3: 0, 1e10: math.MaxInt64, math.NaN(): 0} {
+		if got := *hint(secs); got != want {
+			t.Errorf("hint %v s = %v, want %v", secs, got, want)
+		}
+	}
+}
+
+func TestOriginalBodyKeepsWhatWasReceived(t *testing.T) {
+	if got := string(OriginalBody([]byte(`{"a":1}`))); got != `{"a":1}` {
+		t.Fatalf("json kept as is: %s", got)
+	}
+	if got := string(OriginalBody([]byte(`not json`))); got != `"not json"` {
+		t.Fatalf("text kept as a string: %s", got)
+	}
+}
