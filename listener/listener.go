@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -128,12 +129,12 @@ type Listener struct {
 
 // listenerTestSignals are no-ops unless a test initializes them.
 type listenerTestSignals struct {
-	connected    testSignal[uint64]        // LISTEN in place and OnBacklog done (connection number, from 1)
-	disconnected testSignal[string]        // the connection was lost or declared dead (why)
-	handled      testSignal[handledEvent]  // a notification on Channel was handled
-	ping         testSignal[time.Duration] // a ping came back (its round trip)
-	pingFailed   testSignal[struct{}]      // a ping did not come back: reconnecting
-	pingSkipped  testSignal[struct{}]      // no ping: the listener is busy (blocked on Out or a callback)
+	connected    testsignal.Signal[uint64]        // LISTEN in place and OnBacklog done (connection number, from 1)
+	disconnected testsignal.Signal[string]        // the connection was lost or declared dead (why)
+	handled      testsignal.Signal[handledEvent]  // a notification on Channel was handled
+	ping         testsignal.Signal[time.Duration] // a ping came back (its round trip)
+	pingFailed   testsignal.Signal[struct{}]      // a ping did not come back: reconnecting
+	pingSkipped  testsignal.Signal[struct{}]      // no ping: the listener is busy (blocked on Out or a callback)
 }
 
 // listenerTestHooks let a test hold the listener at a point; nil hooks do nothing.

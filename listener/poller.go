@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -99,9 +100,9 @@ type Poller struct {
 
 // pollerTestSignals are no-ops unless a test initializes them.
 type pollerTestSignals struct {
-	round     testSignal[pollRound] // a poll round finished
-	idle      testSignal[struct{}]  // Run is about to wait: nothing is due now
-	readError testSignal[string]    // a read failed (the queue)
+	round     testsignal.Signal[pollRound] // a poll round finished
+	idle      testsignal.Signal[struct{}]  // Run is about to wait: nothing is due now
+	readError testsignal.Signal[string]    // a read failed (the queue)
 }
 
 // pollRound describes one finished round for tests.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
@@ -101,10 +102,10 @@ func (r *running) wait(t *testing.T) {
 }
 
 // wait returns the next value of an enabled test signal, failing the test after waitLimit.
-func wait[T any](t *testing.T, s *testSignal[T], what string) T {
+func wait[T any](t *testing.T, s *testsignal.Signal[T], what string) T {
 	t.Helper()
 	select {
-	case v := <-s.ch:
+	case v := <-s.C():
 		return v
 	case <-time.After(waitLimit):
 		t.Fatalf("timed out waiting for %s", what)
@@ -113,7 +114,7 @@ func wait[T any](t *testing.T, s *testSignal[T], what string) T {
 }
 
 // waitN waits for n values of a signal.
-func waitN[T any](t *testing.T, s *testSignal[T], n int, what string) []T {
+func waitN[T any](t *testing.T, s *testsignal.Signal[T], n int, what string) []T {
 	t.Helper()
 	vs := make([]T, n)
 	for i := range n {

@@ -264,7 +264,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		for wait(t, &w.testSignals.idle, "an idle loop") != 0 {
 		}
 	}
-	if n := len(w.testSignals.started.ch); n != 0 {
+	if n := len(w.testSignals.started.C()); n != 0 {
 		t.Fatalf("%d more handlers started with no free slot", n)
 	}
 	for done := 1; done <= total; done++ {
@@ -279,7 +279,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	for {
 		select {
-		case ev := <-w.testSignals.polled.ch:
+		case ev := <-w.testSignals.polled.C():
 			if ev.Asked > 2 || ev.Claimed > ev.Asked {
 				t.Errorf("a read asked for %d and claimed %d: more than the free slots", ev.Asked, ev.Claimed)
 			}
@@ -327,13 +327,13 @@ func TestHeartbeatKeepsTheClaim(t *testing.T) {
 	if rc := readCount(t, db, msgID); rc != 1 {
 		t.Fatalf("read_ct %d while the handler runs, want 1 (never claimed again)", rc)
 	}
-	polls := len(b.testSignals.polled.ch)
+	polls := len(b.testSignals.polled.C())
 	if polls < 10 {
 		t.Errorf("worker B polled only %d times", polls)
 	}
 	close(release)
 	wait(t, &a.testSignals.committed, "the result")
-	if n := len(b.testSignals.started.ch); n != 0 || runs.Load() != 1 {
+	if n := len(b.testSignals.started.C()); n != 0 || runs.Load() != 1 {
 		t.Errorf("handler ran %d times (worker B: %d), want once", runs.Load(), n)
 	}
 	if rs := results(t, db); len(rs) != 1 {
@@ -378,9 +378,9 @@ func TestWithoutHeartbeatTheStepRunsTwice(t *testing.T) {
 	}
 	close(release)
 	select {
-	case <-a.testSignals.committed.ch:
+	case <-a.testSignals.committed.C():
 		wait(t, &b.testSignals.duplicate, "worker B's duplicate")
-	case <-b.testSignals.committed.ch:
+	case <-b.testSignals.committed.C():
 		wait(t, &a.testSignals.duplicate, "worker A's duplicate")
 	case <-time.After(waitLimit):
 		t.Fatal("no result committed")
