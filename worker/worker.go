@@ -329,7 +329,11 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	for ctx.Err() == nil {
 		if free := c.concurrency - inflight; pending && free > 0 {
-			msgs, err := pgmq.Read(ctx, c.pool, c.queue, c.vt, free)
+			// Not cancelled by shutdown: a read interrupted after the server claimed messages
+			// would hide them for a whole visibility timeout. What it returns is processed.
+			readCtx, cancelRead := context.WithTimeout(context.WithoutCancel(ctx), c.vt)
+			msgs, err := pgmq.Read(readCtx, c.pool, c.queue, c.vt, free)
+			cancelRead()
 			if err != nil {
 				if ctx.Err() != nil {
 					break

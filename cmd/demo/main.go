@@ -1,0 +1,825 @@
+// Command demo shows the consumer at work in one command (make demo).
+//
+// It builds the consumer and the example worker into a temporary directory, starts both as
+// processes against DATABASE_URL (the consumer migrates the database and registers
+// testdata/templates; nothing is dropped or purged), submits task requests for every template
+// with distinct contexts ({"n": 1…N} plus a per-run nonce, so a second run creates new tasks
+// instead of duplicates), draws a progress bar on stderr while they run and prints a summary:
+// per template the tasks, their outcomes, retries, the p50/p99 latency from the task's
+// created_at to completed_at (tasker.task_status) and whether every step's result is the value
+// the example worker must compute. Finally it stops both processes with SIGTERM and checks that
+// they exit 0.
+//
+// The exit status is 0 when every task completed with the expected results and both processes
+// stopped cleanly, 1 otherwise (a failed, dead-lettered or unfinished task, a wrong result, a
+// process that died), 2 for a usage error and 130 when interrupted.
+//
+// Usage:
+//
+//	DATABASE_URL=postgres://… go run ./cmd/demo [-per-template 20] [-timeout 2m]
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math/big"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-systems/consumer/internal/proc"
+	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/template"
+	"github.com/tasker-systems/consumer/workflow"
+)
+
+// Defaults and fixed timings.
+const (
+	PerTemplateDefault = 20
+	TimeoutDefault     = 2 * time.Minute
+
+	readyTimeout = time.Minute      // first start: migration and template registration included
+	stopTimeout  = 45 * time.Second // above the processes' default 30s shutdown timeouts
+	pollEvery    = 100 * time.Millisecond
+	dlqEvery     = 2 * time.Second // how often requests without a task are looked for in the DLQ
+	submitChunk  = 500             // task requests per pgmq.send_batch
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run parses the command line and runs the demo; it returns the exit status.
+func run(ctx context.Context, args []string, stdout io.Writer, stderr *os.File) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := &demo{stdout: stdout, stderr: stderr}
+	fs.IntVar(&d.perTemplate, "per-template", PerTemplateDefault, "tasks to submit per template")
+	fs.DurationVar(&d.timeout, "timeout", TimeoutDefault, "how long to wait for the tasks to finish")
+	fs.StringVar(&d.templateDir, "templates", "", "template directory (default: testdata/templates of the module)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: DATABASE_URL=postgres://… go run ./cmd/demo [flags]   (or: make demo)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "demo: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	case d.perTemplate < 1:
+		fmt.Fprintf(stderr, "demo: -per-template must be at least 1, got %d\n", d.perTemplate)
+		return exitUsage
+	case d.timeout <= 0:
+		fmt.Fprintf(stderr, "demo: -timeout must be positive, got %s\n", d.timeout)
+		return exitUsage
+	}
+	d.databaseURL = strings.TrimSpace(os.Getenv("DATABASE_URL"))
+	if d.databaseURL == "" {
+		fmt.Fprintln(stderr, "demo: DATABASE_URL is not set. Run 'make demo', which starts a local PostgreSQL when needed, or set DATABASE_URL.")
+		return exitUsage
+	}
+
+	code, err := d.run(ctx)
+	if err != nil {
+		d.progressDone()
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "demo: interrupted")
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "demo: %v\n", err)
+		return exitFailure
+	}
+	return code
+}
+
+// demo is one run: its settings, the processes it started and the tasks it submitted.
+type demo struct {
+	stdout      io.Writer
+	stderr      *os.File
+	perTemplate int
+	timeout     time.Duration
+	templateDir string
+	databaseURL string
+
+	templates []*template.Template
+	checkable map[string]bool // by template key: the demo can compute the expected results
+	pool      *pgxpool.Pool
+	consumer  *proc.Process
+	worker    *proc.Process
+	stopOnce  sync.Once
+	stopLine  string
+	stopOK    bool
+	bar       *progress
+	barActive bool
+
+	tasks    []*task
+	waited   time.Duration // from the first submission to the end of the wait
+	timedOut bool
+}
+
+// task is one submitted task request and what became of it.
+type task struct {
+	tmpl          *template.Template
+	n             int64
+	correlationID uuid.UUID
+	msgID         int64
+
+	// From tasker.task_status, once the task exists.
+	taskUUID    uuid.UUID
+	state       string
+	createdAt   time.Time
+	completedAt *time.Time
+	// From tasker.step_status after the wait.
+	steps   int
+	retries int
+	wrong   string // the first step whose result is not the expected one
+	checked bool
+
+	deadLetter string // the DLQ reason, when the request was dead-lettered instead
+}
+
+func (t *task) finished() bool { return t.deadLetter != "" || workflow.TaskFinished(t.state) }
+func (t *task) complete() bool { return t.state == "complete" }
+
+// run performs the demo. An error is a setup or runtime failure; otherwise the exit status.
+func (d *demo) run(ctx context.Context) (int, error) {
+	root, err := proc.ModuleRoot(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w (run the demo from the consumer checkout: make demo)", err)
+	}
+	if d.templateDir == "" {
+		d.templateDir = filepath.Join(root, "testdata", "templates")
+	}
+	if d.templateDir, err = filepath.Abs(d.templateDir); err != nil {
+		return 0, err
+	}
+	if d.templates, err = template.LoadDir(d.templateDir); err != nil {
+		return 0, fmt.Errorf("templates: %w", err)
+	}
+	if len(d.templates) == 0 {
+		return 0, fmt.Errorf("templates: no template in %s", d.templateDir)
+	}
+	d.checkable = make(map[string]bool)
+	for _, t := range d.templates {
+		_, err := expectedResults(t, 1)
+		d.checkable[t.Key()] = err == nil
+	}
+
+	poolCfg, err := pgxpool.ParseConfig(d.databaseURL)
+	if err != nil {
+		return 0, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	poolCfg.MaxConns = 4
+	if _, set := poolCfg.ConnConfig.RuntimeParams["application_name"]; !set {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = "consumer-demo"
+	}
+	where := fmt.Sprintf("database %q on %s:%d", poolCfg.ConnConfig.Database, poolCfg.ConnConfig.Host, poolCfg.ConnConfig.Port)
+	d.say("demo: %d templates × %d tasks, %s", len(d.templates), d.perTemplate, where)
+	if d.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer d.pool.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = d.pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("%s is unreachable (check DATABASE_URL, or unset it to let make demo start a local PostgreSQL): %w", where, err)
+	}
+
+	// Build.
+	binDir, err := os.MkdirTemp("", "consumer-demo-bin-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(binDir)
+	started := time.Now()
+	bins, err := proc.Build(ctx, binDir)
+	if err != nil {
+		return 0, err
+	}
+	d.say("built consumer and example-worker (%s)", time.Since(started).Round(10*time.Millisecond))
+
+	// Start the consumer, wait until it is ready, then the worker.
+	logDir, err := os.MkdirTemp("", "consumer-demo-logs-")
+	if err != nil {
+		return 0, err
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	defer d.stopAll()
+	started = time.Now()
+	d.consumer, err = proc.Start("consumer", bins.Consumer, []string{"run"}, withDefaults(
+		[]string{"CONSUMER_TEMPLATE_PATH=" + d.templateDir, "CONSUMER_HTTP_ADDR=" + addr},
+		"LOG_FORMAT=console"), filepath.Join(logDir, "consumer.log"))
+	if err != nil {
+		return 0, err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, readyTimeout)
+	err = proc.WaitReady(readyCtx, d.consumer, addr)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		// WaitReady includes the whole log when the process exited; keep it short.
+		return 0, fmt.Errorf("consumer did not become ready: %s\n%s", firstLine(err.Error()), tail(d.consumer.Log(), 15))
+	}
+	d.say("consumer ready in %s (http://%s/readyz, /metrics)", time.Since(started).Round(10*time.Millisecond), addr)
+	d.worker, err = proc.Start("example-worker", bins.Worker, nil, withDefaults(
+		[]string{"WORKER_NAMESPACE=" + workerNamespace(d.templates)}, "LOG_FORMAT=console"),
+		filepath.Join(logDir, "example-worker.log"))
+	if err != nil {
+		return 0, err
+	}
+	d.say("logs: %s", logDir)
+
+	d.noteBacklog(ctx)
+	if err := d.submit(ctx); err != nil {
+		return 0, err
+	}
+	if err := d.wait(ctx); err != nil {
+		return 0, err
+	}
+	// The tasks' steps are read even when interrupted: the summary says what happened so far.
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	err = d.readSteps(readCtx)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	stats := summarize(d.templates, d.tasks)
+	d.printSummary(stats)
+	d.stopAll()
+	fmt.Fprintln(d.stdout, d.stopLine)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(d.stderr, "demo: interrupted")
+		return exitInterrupted, nil
+	case !stats.total.ok() || !d.stopOK:
+		return exitFailure, nil
+	}
+	return exitOK, nil
+}
+
+// withDefaults returns env plus each of defaults ("KEY=value") that the environment does not set.
+func withDefaults(env []string, defaults ...string) []string {
+	for _, kv := range defaults {
+		key, _, _ := strings.Cut(kv, "=")
+		if _, set := os.LookupEnv(key); !set {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// workerNamespace is the namespace the example worker serves: the templates' (demo).
+func workerNamespace(ts []*template.Template) string {
+	if len(ts) > 0 {
+		return ts[0].Namespace
+	}
+	return "demo"
+}
+
+// noteBacklog mentions unfinished tasks left in the database (by an interrupted run, say): the
+// consumer and the worker run them too, so this run's tasks may take longer.
+func (d *demo) noteBacklog(ctx context.Context) {
+	var n int
+	err := d.pool.QueryRow(ctx, `SELECT count(*) FROM tasker.task_status
+		WHERE state NOT IN ('complete', 'error', 'cancelled')`).Scan(&n)
+	if err == nil && n > 0 {
+		d.say("note: %d unfinished tasks from earlier runs are in the database; they run too", n)
+	}
+}
+
+// submit enqueues perTemplate task requests per template, interleaved, with context
+// {"n": i, "demo_run": nonce}.
+func (d *demo) submit(ctx context.Context) error {
+	nonce := make([]byte, 4)
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	run := hex.EncodeToString(nonce)
+	bodies := make([]json.RawMessage, 0, d.perTemplate*len(d.templates))
+	for i := 1; i <= d.perTemplate; i++ {
+		for _, t := range d.templates {
+			requestID, err := uuid.NewV7()
+			if err != nil {
+				return err
+			}
+			correlationID, err := uuid.NewV7()
+			if err != nil {
+				return err
+			}
+			body, err := json.Marshal(messages.TaskRequest{
+				RequestID: requestID.String(),
+				TaskRequest: messages.TaskRequestSpec{
+					Namespace: t.Namespace, Name: t.Name, Version: t.Version,
+					Context:   json.RawMessage(fmt.Sprintf(`{"n":%d,"demo_run":%q}`, i, run)),
+					Initiator: "consumer-demo", SourceSystem: "demo", Reason: "make demo",
+					Tags: []string{"demo"}, CorrelationID: correlationID,
+				},
+				Metadata: json.RawMessage(fmt.Sprintf(`{"requested_at":%q,"requester":"consumer-demo"}`,
+					time.Now().UTC().Format(time.RFC3339Nano))),
+			})
+			if err != nil {
+				return err
+			}
+			bodies = append(bodies, body)
+			d.tasks = append(d.tasks, &task{tmpl: t, n: int64(i), correlationID: correlationID})
+		}
+	}
+	for from := 0; from < len(bodies); from += submitChunk {
+		to := min(from+submitChunk, len(bodies))
+		ids, err := pgmq.SendBatch(ctx, d.pool, messages.QueueTaskRequests, bodies[from:to], pgmq.SendOptions{})
+		if err != nil {
+			return fmt.Errorf("submit: %w", err)
+		}
+		for i, id := range ids {
+			d.tasks[from+i].msgID = id
+		}
+	}
+	d.say("submitted %d task requests (run %s)", len(bodies), run)
+	return nil
+}
+
+// wait follows the tasks until all have finished, the timeout passes, ctx ends or a process
+// dies, drawing the progress bar.
+func (d *demo) wait(ctx context.Context) error {
+	start := time.Now()
+	waitCtx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	d.bar, d.barActive = newProgress(d.stderr), true
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	var lastDLQ time.Time
+	for {
+		if err := d.refresh(waitCtx); err != nil && waitCtx.Err() == nil {
+			return err
+		}
+		if time.Since(lastDLQ) >= dlqEvery {
+			if err := d.findDeadLetters(waitCtx); err != nil && waitCtx.Err() == nil {
+				return err
+			}
+			lastDLQ = time.Now()
+		}
+		complete, failed, finished := d.counts()
+		line := progressLine(complete, failed, len(d.tasks), time.Since(start))
+		if finished == len(d.tasks) {
+			d.waited = time.Since(start)
+			d.bar.finish(line)
+			d.barActive = false
+			return nil
+		}
+		d.bar.update(line)
+		select {
+		case <-waitCtx.Done():
+			d.waited = time.Since(start)
+			d.bar.finish(line)
+			d.barActive = false
+			d.timedOut = ctx.Err() == nil
+			return nil
+		case <-d.consumer.Done():
+			return d.died(d.consumer)
+		case <-d.worker.Done():
+			return d.died(d.worker)
+		case <-tick.C:
+		}
+	}
+}
+
+// died reports a process that exited during the run, with the end of its log.
+func (d *demo) died(p *proc.Process) error {
+	d.progressDone()
+	return fmt.Errorf("%s exited unexpectedly (exit code %d); the end of %s:\n%s", p.Name, p.ExitCode(), p.LogPath, tail(p.Log(), 15))
+}
+
+// counts returns the complete tasks, the finished ones that did not complete (error,
+// cancelled, dead-lettered), and all finished ones.
+func (d *demo) counts() (complete, failed, finished int) {
+	for _, t := range d.tasks {
+		switch {
+		case t.complete():
+			complete++
+		case t.finished():
+			failed++
+		}
+	}
+	return complete, failed, complete + failed
+}
+
+// refresh reads the public view tasker.task_status for the tasks not finished yet (each task
+// request carries its own correlation id).
+func (d *demo) refresh(ctx context.Context) error {
+	byCorrelation := make(map[uuid.UUID]*task)
+	var ids []uuid.UUID
+	for _, t := range d.tasks {
+		if !t.finished() {
+			byCorrelation[t.correlationID] = t
+			ids = append(ids, t.correlationID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := d.pool.Query(ctx, `SELECT correlation_id, task_uuid, state, created_at, completed_at
+		FROM tasker.task_status WHERE correlation_id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return fmt.Errorf("read task status: %w", err)
+	}
+	var correlationID, taskUUID uuid.UUID
+	var state string
+	var createdAt time.Time
+	var completedAt *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&correlationID, &taskUUID, &state, &createdAt, &completedAt}, func() error {
+		if t := byCorrelation[correlationID]; t != nil {
+			t.taskUUID, t.state, t.createdAt, t.completedAt = taskUUID, state, createdAt, completedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read task status: %w", err)
+	}
+	return nil
+}
+
+// findDeadLetters looks in the DLQ for requests that created no task: a request the consumer
+// could not process is dead-lettered (SPEC §2), and waiting for it would be pointless.
+func (d *demo) findDeadLetters(ctx context.Context) error {
+	byMsgID := make(map[string]*task)
+	var ids []string
+	for _, t := range d.tasks {
+		if t.taskUUID == uuid.Nil && t.deadLetter == "" {
+			id := fmt.Sprint(t.msgID)
+			byMsgID[id], ids = t, append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := d.pool.Query(ctx, `SELECT message->>'source_msg_id', coalesce(message->>'reason', '') || ': ' || coalesce(message->>'error', '')
+		FROM pgmq.q_`+messages.QueueDLQ+` WHERE message->>'source_queue' = $1 AND message->>'source_msg_id' = ANY($2::text[])`,
+		messages.QueueTaskRequests, ids)
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	var msgID, reason string
+	_, err = pgx.ForEachRow(rows, []any{&msgID, &reason}, func() error {
+		if t := byMsgID[msgID]; t != nil {
+			t.deadLetter = reason
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	return nil
+}
+
+// readSteps reads every task's steps from tasker.step_status: retries, and each step's result
+// compared with the value the example worker must have computed.
+func (d *demo) readSteps(ctx context.Context) error {
+	byUUID := make(map[uuid.UUID]*task)
+	var ids []uuid.UUID
+	for _, t := range d.tasks {
+		if t.taskUUID != uuid.Nil {
+			byUUID[t.taskUUID], ids = t, append(ids, t.taskUUID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	want := make(map[*task]map[string]*big.Int)
+	for _, t := range d.tasks {
+		if d.checkable[t.tmpl.Key()] && t.complete() {
+			if w, err := expectedResults(t.tmpl, t.n); err == nil {
+				want[t], t.checked = w, true
+			}
+		}
+	}
+	rows, err := d.pool.Query(ctx, `SELECT task_uuid, name, attempts, result
+		FROM tasker.step_status WHERE task_uuid = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return fmt.Errorf("read step status: %w", err)
+	}
+	var taskUUID uuid.UUID
+	var name string
+	var attempts int
+	var result []byte
+	_, err = pgx.ForEachRow(rows, []any{&taskUUID, &name, &attempts, &result}, func() error {
+		t := byUUID[taskUUID]
+		if t == nil {
+			return nil
+		}
+		t.steps++
+		t.retries += max(attempts-1, 0)
+		if w := want[t]; w != nil && t.wrong == "" {
+			switch exp, ok := w[name]; {
+			case !ok:
+				t.wrong = fmt.Sprintf("step %s is not in the template", name)
+			case !sameNumber(result, exp):
+				t.wrong = fmt.Sprintf("step %s returned %s, want %s", name, orNull(result), exp)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read step status: %w", err)
+	}
+	return nil
+}
+
+func orNull(b []byte) string {
+	if len(b) == 0 {
+		return "null"
+	}
+	return string(b)
+}
+
+// stopAll sends SIGTERM to the worker and the consumer at once and waits for both to exit.
+// It records whether both exited 0. Safe to call more than once.
+func (d *demo) stopAll() {
+	d.stopOnce.Do(func() {
+		started := time.Now()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var problems []string
+		for _, p := range []*proc.Process{d.worker, d.consumer} {
+			if p == nil {
+				continue
+			}
+			wg.Go(func() {
+				code, _, err := p.Terminate(stopTimeout)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					problems = append(problems, err.Error())
+				case code != 0:
+					problems = append(problems, fmt.Sprintf("%s exited with code %d (log: %s)", p.Name, code, p.LogPath))
+				}
+			})
+		}
+		wg.Wait()
+		d.stopOK = len(problems) == 0
+		if d.stopOK {
+			d.stopLine = fmt.Sprintf("stopped the consumer and the example worker with SIGTERM: both exited 0 (%s)",
+				time.Since(started).Round(time.Millisecond))
+		} else {
+			d.stopLine = "FAILED to stop cleanly: " + strings.Join(problems, "; ")
+		}
+	})
+}
+
+// say prints a setup line on stderr.
+func (d *demo) say(format string, args ...any) {
+	fmt.Fprintf(d.stderr, format+"\n", args...)
+}
+
+// progressDone ends an unfinished progress line before anything else is printed.
+func (d *demo) progressDone() {
+	if d.barActive && d.bar.terminal {
+		fmt.Fprintln(d.stderr)
+	}
+	d.barActive = false
+}
+
+// stats is the outcome of a group of tasks (one template, or all).
+type stats struct {
+	name                   string
+	tasks, complete, error int
+	unfinished, wrong      int
+	unchecked              int
+	steps, retries         int
+	latencies              []time.Duration
+}
+
+func (s *stats) ok() bool {
+	return s.complete == s.tasks && s.wrong == 0
+}
+
+func (s *stats) add(t *task) {
+	s.tasks++
+	s.steps += t.steps
+	s.retries += t.retries
+	switch {
+	case t.complete():
+		s.complete++
+		switch {
+		case !t.checked:
+			s.unchecked++
+		case t.wrong != "":
+			s.wrong++
+		}
+	case t.finished():
+		s.error++
+	default:
+		s.unfinished++
+	}
+	if t.completedAt != nil {
+		s.latencies = append(s.latencies, t.completedAt.Sub(t.createdAt))
+	}
+}
+
+// summary holds per-template and overall statistics.
+type summary struct {
+	templates []*stats
+	total     *stats
+}
+
+// summarize groups the tasks by template, in the templates' order.
+func summarize(ts []*template.Template, tasks []*task) summary {
+	s := summary{total: &stats{name: "total"}}
+	byKey := make(map[string]*stats)
+	for _, t := range ts {
+		st := &stats{name: t.Name}
+		byKey[t.Key()] = st
+		s.templates = append(s.templates, st)
+	}
+	for _, t := range tasks {
+		byKey[t.tmpl.Key()].add(t)
+		s.total.add(t)
+	}
+	return s
+}
+
+// resultsColumn says whether the results of a group's complete tasks are the expected ones.
+func (s *stats) resultsColumn() string {
+	switch {
+	case s.complete == 0:
+		return "-"
+	case s.wrong > 0:
+		return fmt.Sprintf("%d WRONG", s.wrong)
+	case s.unchecked == s.complete:
+		return "not checked"
+	case s.unchecked > 0:
+		return fmt.Sprintf("ok (%d not checked)", s.unchecked)
+	default:
+		return "ok"
+	}
+}
+
+// printSummary writes the table, the problems and where to look next.
+func (d *demo) printSummary(s summary) {
+	w := d.stdout
+	fmt.Fprintln(w)
+	width := len("template")
+	for _, st := range s.templates {
+		width = max(width, len(st.name))
+	}
+	row := func(name, tasks, complete, failed, unfinished, retries, p50, p99, results string) {
+		fmt.Fprintf(w, "%-*s %6s %9s %6s %11s %8s %8s %8s  %s\n", width, name, tasks, complete, failed, unfinished, retries, p50, p99, results)
+	}
+	row("template", "tasks", "complete", "error", "unfinished", "retries", "p50", "p99", "results")
+	for _, st := range append(s.templates, s.total) {
+		row(st.name, fmt.Sprint(st.tasks), fmt.Sprint(st.complete), fmt.Sprint(st.error), fmt.Sprint(st.unfinished),
+			fmt.Sprint(st.retries), shortDuration(percentile(st.latencies, 50)), shortDuration(percentile(st.latencies, 99)),
+			st.resultsColumn())
+	}
+	fmt.Fprintln(w)
+
+	t := s.total
+	rate := 0.0
+	if d.waited > 0 {
+		rate = float64(t.complete) / d.waited.Seconds()
+	}
+	fmt.Fprintf(w, "%d of %d tasks complete (%d steps, %d retried attempts) in %s: %.0f tasks/s. p50/p99: created_at → completed_at.\n",
+		t.complete, t.tasks, t.steps, t.retries, d.waited.Round(10*time.Millisecond), rate)
+	if t.unchecked < t.complete && t.wrong == 0 {
+		fmt.Fprintln(w, "Every checked step result is the value the example worker computes.")
+	}
+	if t.unfinished > 0 {
+		why := "Interrupted"
+		if d.timedOut {
+			why = fmt.Sprintf("TIMED OUT after %s (see -timeout)", d.timeout)
+		}
+		fmt.Fprintf(w, "%s with %d tasks unfinished: %s.\n", why, t.unfinished, d.unfinishedStates())
+	}
+	problems := d.problems()
+	for i, p := range problems {
+		if i == 5 {
+			fmt.Fprintf(w, "  … and %d more\n", len(problems)-i)
+			break
+		}
+		fmt.Fprintln(w, "  "+p)
+	}
+	if pick := d.pickTask(); pick != nil {
+		fmt.Fprintf(w, "One task in detail (%s, n=%d):  scripts/with-db.sh go run ./cmd/consumer status %s\n", pick.tmpl.Name, pick.n, pick.taskUUID)
+	}
+}
+
+// problems lists, one line each, every task that did not end as expected.
+func (d *demo) problems() []string {
+	var out []string
+	for _, t := range d.tasks {
+		label := fmt.Sprintf("%s n=%d", t.tmpl.Name, t.n)
+		switch {
+		case t.deadLetter != "":
+			out = append(out, fmt.Sprintf("%s: request dead-lettered (%s)", label, t.deadLetter))
+		case !t.finished():
+			// Summarized by unfinishedStates.
+		case !t.complete():
+			out = append(out, fmt.Sprintf("%s: task %s is %s", label, t.taskUUID, t.state))
+		case t.wrong != "":
+			out = append(out, fmt.Sprintf("%s: task %s: %s", label, t.taskUUID, t.wrong))
+		}
+	}
+	return out
+}
+
+// unfinishedStates counts the unfinished tasks by state: "steps_in_process 3, no task yet 1".
+func (d *demo) unfinishedStates() string {
+	counts := make(map[string]int)
+	for _, t := range d.tasks {
+		if !t.finished() {
+			state := t.state
+			if t.taskUUID == uuid.Nil {
+				state = "no task yet"
+			}
+			counts[state]++
+		}
+	}
+	states := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(states, func(a, b string) int {
+		return cmp.Or(counts[b]-counts[a], strings.Compare(a, b))
+	})
+	parts := make([]string, len(states))
+	for i, s := range states {
+		parts[i] = fmt.Sprintf("%s %d", s, counts[s])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// pickTask chooses the task worth inspecting: the first that went wrong, else the first that
+// needed retries, else the first.
+func (d *demo) pickTask() *task {
+	var retried, first *task
+	for _, t := range d.tasks {
+		if t.taskUUID == uuid.Nil {
+			continue
+		}
+		if !t.complete() || t.wrong != "" {
+			return t
+		}
+		if retried == nil && t.retries > 0 {
+			retried = t
+		}
+		if first == nil {
+			first = t
+		}
+	}
+	if retried != nil {
+		return retried
+	}
+	return first
+}
+
+// firstLine returns s up to its first newline.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// tail returns the last n lines of s, indented.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}
