@@ -52,6 +52,7 @@ type Config struct {
 	ListenerPing   time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL, default=15s"` // idle health ping of the LISTEN connection
 	ReconnectMax   time.Duration `env:"CONSUMER_RECONNECT_MAX_DELAY, default=10s"`    // cap of the listener's reconnect backoff
 	HealthCacheTTL time.Duration `env:"CONSUMER_HEALTH_QUEUE_CHECK_INTERVAL, default=5s"`
+	Pprof          bool          `env:"CONSUMER_PPROF, default=false"` // serve /debug/pprof/ on CONSUMER_HTTP_ADDR
 }
 
 // Load reads the configuration from the process environment.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -16,9 +17,16 @@ type Readier interface {
 	Ready(ctx context.Context) service.Readiness
 }
 
-// Handler returns the mux with /healthz, /readyz and /metrics.
-func Handler(r Readier, g prometheus.Gatherer) http.Handler {
+// Handler returns the mux with /healthz, /readyz and /metrics, and with /debug/pprof/ when
+// profiling is true (off by default: profiles expose internals and cost CPU while taken).
+func Handler(r Readier, g prometheus.Gatherer, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})

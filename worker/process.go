@@ -24,7 +24,18 @@ type run struct {
 	handlerCtx context.Context // cancelled when the shutdown timeout runs out
 	dbCtx      context.Context // never cancelled; each operation has its own timeout
 	forced     atomic.Bool     // the shutdown timeout ran out
+	results    chan resultReq  // finished steps waiting for the group commit
 }
+
+// resultReq is one finished step waiting to be committed.
+type resultReq struct {
+	m    pgmq.Message
+	body []byte
+	done chan error // nil, errAlreadyDeleted or the transaction's error
+}
+
+// maxCommitGroup bounds the results committed in one transaction.
+const maxCommitGroup = 64
 
 // errAlreadyDeleted rolls back a result transaction whose dispatch is gone.
 var errAlreadyDeleted = errors.New("dispatch already deleted")
@@ -133,31 +144,12 @@ func (r *run) logOutcome(log *zap.Logger, info messages.StepExecutionInfo, err e
 	}
 }
 
-// commit deletes the dispatch and sends the result in one transaction, trying a few times.
+// commit hands the result to the committer, which deletes the dispatch and sends the result in
+// one transaction (shared with other results ready at the same moment), and records the outcome.
 func (r *run) commit(m pgmq.Message, log *zap.Logger, body []byte, failed bool) {
-	var err error
-	for try := 1; try <= resultTries; try++ {
-		if try > 1 {
-			time.Sleep(time.Duration(try-1) * 200 * time.Millisecond)
-		}
-		ctx, cancel := context.WithTimeout(r.dbCtx, r.c.opTimeout)
-		err = pgx.BeginFunc(ctx, r.c.pool, func(tx pgx.Tx) error {
-			deleted, err := pgmq.Delete(ctx, tx, r.c.queue, m.ID)
-			if err != nil {
-				return err
-			}
-			if !deleted {
-				return errAlreadyDeleted
-			}
-			_, err = pgmq.Send(ctx, tx, messages.QueueStepResults, body, pgmq.SendOptions{})
-			return err
-		})
-		cancel()
-		if err == nil || errors.Is(err, errAlreadyDeleted) {
-			break
-		}
-		log.Warn("worker: result transaction failed", zap.Int("try", try), zap.Error(err))
-	}
+	req := resultReq{m: m, body: body, done: make(chan error, 1)}
+	r.results <- req
+	err := <-req.done
 	switch {
 	case err == nil:
 		r.w.processed.Add(1)
@@ -172,6 +164,109 @@ func (r *run) commit(m pgmq.Message, log *zap.Logger, body []byte, failed bool) 
 		log.Error("worker: result not sent; the dispatch reappears after its visibility timeout and the step runs again",
 			zap.Error(err))
 	}
+}
+
+// committer commits finished steps in groups: whatever results are waiting when a transaction
+// starts go into it (one batch delete of the dispatches, one batch send of the results, one
+// commit and so one NOTIFY), so a busy worker pays one transaction for many steps while a
+// single result waits for nobody. It returns when results is closed.
+func (r *run) committer() {
+	for first := range r.results {
+		group := []resultReq{first}
+	more:
+		for len(group) < maxCommitGroup {
+			select {
+			case req, ok := <-r.results:
+				if !ok {
+					break more
+				}
+				group = append(group, req)
+			default:
+				break more
+			}
+		}
+		if len(group) > 1 && r.commitGroup(group) == nil {
+			continue
+		}
+		// One at a time: a lone result, or a group whose transaction failed (each result then
+		// keeps its own outcome).
+		for _, req := range group {
+			req.done <- r.commitOne(req)
+		}
+	}
+}
+
+// commitGroup sends the results of the group whose dispatches it could delete, in one
+// transaction, and answers every request when it commits.
+func (r *run) commitGroup(group []resultReq) error {
+	ids := make([]int64, len(group))
+	for i, req := range group {
+		ids[i] = req.m.ID
+	}
+	deleted := map[int64]bool{}
+	ctx, cancel := context.WithTimeout(r.dbCtx, r.c.opTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, r.c.pool, func(tx pgx.Tx) error {
+		gone, err := pgmq.DeleteBatch(ctx, tx, r.c.queue, ids)
+		if err != nil {
+			return err
+		}
+		var bodies []json.RawMessage
+		for _, id := range gone {
+			deleted[id] = true
+		}
+		for _, req := range group {
+			if deleted[req.m.ID] {
+				bodies = append(bodies, req.body)
+			}
+		}
+		if len(bodies) == 0 {
+			return nil
+		}
+		_, err = pgmq.SendBatch(ctx, tx, messages.QueueStepResults, bodies, pgmq.SendOptions{})
+		return err
+	})
+	if err != nil {
+		r.log.Warn("worker: group result transaction failed; committing one at a time", zap.Int("results", len(group)), zap.Error(err))
+		return err
+	}
+	for _, req := range group {
+		if deleted[req.m.ID] {
+			req.done <- nil
+		} else {
+			req.done <- errAlreadyDeleted
+		}
+	}
+	return nil
+}
+
+// commitOne sends one result and deletes its dispatch in one transaction, retrying a failed
+// transaction a few times.
+func (r *run) commitOne(req resultReq) error {
+	var err error
+	for try := 1; try <= resultTries; try++ {
+		if try > 1 {
+			time.Sleep(time.Duration(try-1) * 200 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(r.dbCtx, r.c.opTimeout)
+		err = pgx.BeginFunc(ctx, r.c.pool, func(tx pgx.Tx) error {
+			deleted, err := pgmq.Delete(ctx, tx, r.c.queue, req.m.ID)
+			if err != nil {
+				return err
+			}
+			if !deleted {
+				return errAlreadyDeleted
+			}
+			_, err = pgmq.Send(ctx, tx, messages.QueueStepResults, req.body, pgmq.SendOptions{})
+			return err
+		})
+		cancel()
+		if err == nil || errors.Is(err, errAlreadyDeleted) {
+			return err
+		}
+		r.log.Warn("worker: result transaction failed", zap.Int64("msg_id", req.m.ID), zap.Int("try", try), zap.Error(err))
+	}
+	return err
 }
 
 // archive moves a dispatch that can never run to the queue's archive.

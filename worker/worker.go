@@ -308,7 +308,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// cancelled only when the shutdown timeout runs out.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	r := &run{w: w, c: c, log: log, handlerCtx: handlerCtx, dbCtx: context.WithoutCancel(ctx)}
+	r := &run{w: w, c: c, log: log, handlerCtx: handlerCtx, dbCtx: context.WithoutCancel(ctx),
+		results: make(chan resultReq, c.concurrency)}
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		r.committer()
+	}()
 
 	listenDone := make(chan struct{})
 	if c.listen != nil {
@@ -386,6 +392,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelHandlers()
 		<-finished
 	}
+	close(r.results) // every handler has returned: no more results
+	<-committerDone
 	<-listenDone
 	log.Info("worker: stopped", zap.Uint64("processed", w.Processed()), zap.Uint64("failed", w.Failed()))
 	return nil

@@ -560,3 +560,45 @@ func TestHandlePanicsOnMisuse(t *testing.T) {
 		})
 	}
 }
+
+// Results that are ready together share one transaction; a dispatch that was deleted meanwhile
+// (finished elsewhere) drops only its own result.
+func TestResultsReadyTogetherCommitAsAGroup(t *testing.T) {
+	db := newDB(t)
+	w := newWorker(t, db)
+	w.Concurrency = 8
+	gate := make(chan struct{})
+	w.Handle("demo.gated", func(ctx context.Context, step Step) (any, error) {
+		<-gate
+		return step.MsgID, nil
+	})
+	var ids []int64
+	for range 8 {
+		ids = append(ids, send(t, db, newDispatch("demo.gated")))
+	}
+	start(t, w)
+	waitN(t, &w.testSignals.started, 8, "eight running handlers")
+	// One dispatch is finished by someone else while its handler runs.
+	if _, err := pgmq.Delete(context.Background(), db.Pool, testQueue, ids[3]); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	waitN(t, &w.testSignals.committed, 7, "seven results")
+	if got := wait(t, &w.testSignals.duplicate, "the dropped duplicate"); got != ids[3] {
+		t.Fatalf("duplicate = %d, want %d", got, ids[3])
+	}
+	res := results(t, db)
+	if len(res) != 7 {
+		t.Fatalf("results = %d, want 7", len(res))
+	}
+	var left int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM pgmq.q_"+testQueue).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d dispatches left in the queue", left)
+	}
+	if w.Processed() != 7 {
+		t.Fatalf("processed = %d, want 7", w.Processed())
+	}
+}

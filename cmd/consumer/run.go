@@ -84,7 +84,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("CONSUMER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: ops.Handler(svc, reg), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: ops.Handler(svc, reg, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server failed", zap.Error(err))
