@@ -47,12 +47,11 @@ type Config struct {
 	LogFormat         string        `env:"LOG_FORMAT, default=json"`
 
 	// Beyond SPEC §7 (each listed in the README):
-	BatchSize      int           `env:"CONSUMER_BATCH_SIZE, default=64"`              // messages per handler transaction
-	DBMaxConns     int           `env:"CONSUMER_DB_MAX_CONNS"`                        // pool size; 0 = concurrency + 4
-	ListenerPing   time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL, default=15s"` // idle health ping of the LISTEN connection
-	ReconnectMax   time.Duration `env:"CONSUMER_RECONNECT_MAX_DELAY, default=10s"`    // cap of the listener's reconnect backoff
-	HealthCacheTTL time.Duration `env:"CONSUMER_HEALTH_QUEUE_CHECK_INTERVAL, default=5s"`
-	Pprof          bool          `env:"CONSUMER_PPROF, default=false"` // serve /debug/pprof/ on CONSUMER_HTTP_ADDR
+	BatchSize    int           `env:"CONSUMER_BATCH_SIZE, default=64"`              // messages per handler transaction
+	DBMaxConns   int           `env:"CONSUMER_DB_MAX_CONNS"`                        // pool size; 0 = concurrency + 4
+	ListenerPing time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL, default=15s"` // idle health ping of the LISTEN connection
+	ReconnectMax time.Duration `env:"CONSUMER_RECONNECT_MAX_DELAY, default=10s"`    // cap of the listener's reconnect backoff
+	Pprof        bool          `env:"CONSUMER_PPROF, default=false"`                // serve /debug/pprof/ on CONSUMER_HTTP_ADDR
 }
 
 // Load reads the configuration from the process environment.
@@ -96,11 +95,10 @@ func (c *Config) Validate() error {
 		bad("CONSUMER_VISIBILITY_TIMEOUT", "%s is below 1s (PGMQ counts visibility in whole seconds)", c.VisibilityTimeout)
 	}
 	positiveDuration := map[string]time.Duration{
-		"CONSUMER_POLL_INTERVAL":               c.PollInterval,
-		"CONSUMER_SHUTDOWN_TIMEOUT":            c.ShutdownTimeout,
-		"CONSUMER_LISTENER_PING_INTERVAL":      c.ListenerPing,
-		"CONSUMER_RECONNECT_MAX_DELAY":         c.ReconnectMax,
-		"CONSUMER_HEALTH_QUEUE_CHECK_INTERVAL": c.HealthCacheTTL,
+		"CONSUMER_POLL_INTERVAL":          c.PollInterval,
+		"CONSUMER_SHUTDOWN_TIMEOUT":       c.ShutdownTimeout,
+		"CONSUMER_LISTENER_PING_INTERVAL": c.ListenerPing,
+		"CONSUMER_RECONNECT_MAX_DELAY":    c.ReconnectMax,
 	}
 	for name, d := range positiveDuration {
 		if d <= 0 {

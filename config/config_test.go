@@ -25,7 +25,7 @@ func TestDefaults(t *testing.T) {
 		VisibilityTimeout: 30 * time.Second, PollInterval: time.Second, PollBatchSize: 100, Concurrency: 8,
 		MaxReadCount: 5, CommandBuffer: 5000, NotifyBuffer: 10000, ShutdownTimeout: 30 * time.Second,
 		HTTPAddr: ":9090", LogLevel: "info", LogFormat: "json", BatchSize: 64, DBMaxConns: 12,
-		ListenerPing: 15 * time.Second, ReconnectMax: 10 * time.Second, HealthCacheTTL: 5 * time.Second,
+		ListenerPing: 15 * time.Second, ReconnectMax: 10 * time.Second,
 	}
 	if *c != want {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", *c, want)

@@ -99,7 +99,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		DatabaseURL: poolURL, ListenDatabaseURL: listenURL, Mode: config.ModeHybrid,
 		VisibilityTimeout: 30 * time.Second, PollInterval: 200 * time.Millisecond, PollBatchSize: 100,
 		Concurrency: 2, MaxReadCount: 5, CommandBuffer: 100, NotifyBuffer: 100, ShutdownTimeout: 5 * time.Second,
-		BatchSize: 16, DBMaxConns: 4, ListenerPing: time.Second, ReconnectMax: 200 * time.Millisecond, HealthCacheTTL: time.Second,
+		BatchSize: 16, DBMaxConns: 4, ListenerPing: time.Second, ReconnectMax: 200 * time.Millisecond,
 	}
 	rec := recorder.New(t, db.Pool)
 	reg := prometheus.NewRegistry()

@@ -36,7 +36,7 @@ func testConfig(db *testdb.DB, mode config.Mode) *config.Config {
 		VisibilityTimeout: 30 * time.Second, PollInterval: 200 * time.Millisecond, PollBatchSize: 100,
 		Concurrency: 4, MaxReadCount: 5, CommandBuffer: 100, NotifyBuffer: 100, ShutdownTimeout: 10 * time.Second,
 		BatchSize: 16, DBMaxConns: 8, ListenerPing: 15 * time.Second, ReconnectMax: 500 * time.Millisecond,
-		HealthCacheTTL: time.Second, LogLevel: "debug", LogFormat: "json",
+		LogLevel: "debug", LogFormat: "json",
 	}
 }
 
