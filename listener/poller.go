@@ -67,6 +67,13 @@ type Poller struct {
 	// (backpressure); nothing is dropped. Required.
 	Out *commands.NotificationChannel
 
+	// MinAge, if positive, restricts periodic polls to messages that have been visible for at
+	// least this long (pgmq.ReadMissed): in hybrid mode fresh messages are being delivered by
+	// NOTIFY, and claiming them here would only race that path. Triggered polls (a reconnect's
+	// backlog, queue_ready) and the polls at start always read every visible message. If 0,
+	// every poll reads every visible message (pgmq.Read).
+	MinAge time.Duration
+
 	// Capacity, if set, says how many more messages downstream can take now. Each read claims
 	// at most min(BatchSize, Capacity()) messages, and a queue is skipped (and retried after
 	// Interval) while Capacity() <= 0, so the poller never claims more than can be processed
@@ -186,6 +193,7 @@ type pollConfig struct {
 	rand     func() float64
 	capacity func() int
 	periodic bool
+	minAge   time.Duration
 	db       pgmq.DB
 	out      *commands.NotificationChannel
 }
@@ -204,10 +212,13 @@ func (p *Poller) config() (*pollConfig, error) {
 		return nil, fmt.Errorf("poller: negative BatchSize %d", p.BatchSize)
 	case p.VisibilityTimeout < 0:
 		return nil, fmt.Errorf("poller: negative VisibilityTimeout %v", p.VisibilityTimeout)
+	case p.MinAge < 0:
+		return nil, fmt.Errorf("poller: negative MinAge %v", p.MinAge)
 	}
 	c := &pollConfig{
 		served: make(map[string]bool), interval: p.Interval, batch: p.BatchSize, vt: p.VisibilityTimeout,
 		log: p.Logger, now: p.Now, rand: p.Rand, capacity: p.Capacity, periodic: p.Periodic, db: p.DB, out: p.Out,
+		minAge: p.MinAge,
 	}
 	for _, q := range p.Queues {
 		if err := pgmq.ValidateQueueName(q); err != nil {
@@ -258,7 +269,7 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 	defer p.running.Store(false)
 
-	due := make(map[string]bool)      // queues the next round reads
+	due := make(map[string]bool)      // queues the next round reads: true = every visible message, false = periodic (MinAge)
 	deferred := make(map[string]bool) // queues whose last read failed or was held back
 	if c.periodic {
 		for _, q := range c.queues {
@@ -286,18 +297,20 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 		if len(due) > 0 {
 			queues := make([]string, 0, len(due))
+			full := make(map[string]bool, len(due))
 			for _, q := range c.queues { // configured order
-				if due[q] {
+				if all, ok := due[q]; ok {
 					queues = append(queues, q)
+					full[q] = all
 				}
 			}
 			clear(due)
-			again, ok := p.round(ctx, c, queues, deferred)
+			again, ok := p.round(ctx, c, queues, full, deferred)
 			if !ok {
 				return nil // ctx ended
 			}
 			for _, q := range again {
-				due[q] = true // a full batch: more is probably waiting, read again now
+				due[q] = full[q] // a full batch: more is probably waiting, read again now
 			}
 			if len(deferred) > 0 && !armed {
 				arm()
@@ -314,7 +327,7 @@ func (p *Poller) Run(ctx context.Context) error {
 			armed = false
 			if c.periodic {
 				for _, q := range c.queues {
-					due[q] = true
+					due[q] = due[q] || deferred[q] // periodic; a retry of a held-back read stays full
 				}
 				arm()
 			} else {
@@ -326,10 +339,19 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 }
 
+// read claims up to n messages of queue: every visible one, or for a periodic poll with MinAge
+// only those visible for at least MinAge.
+func (p *Poller) read(ctx context.Context, c *pollConfig, queue string, n int, full bool) ([]pgmq.Message, error) {
+	if full || c.minAge == 0 {
+		return pgmq.Read(ctx, c.db, queue, c.vt, n)
+	}
+	return pgmq.ReadMissed(ctx, c.db, queue, c.vt, n, c.minAge)
+}
+
 // round reads each of queues once. It returns the queues whose read was full (to be read again
 // at once) and false when ctx ended. deferred gains the queues that failed or were held back by
 // Capacity and loses the ones read successfully.
-func (p *Poller) round(ctx context.Context, c *pollConfig, queues []string, deferred map[string]bool) (again []string, ok bool) {
+func (p *Poller) round(ctx context.Context, c *pollConfig, queues []string, full, deferred map[string]bool) (again []string, ok bool) {
 	claimed := 0
 	for _, q := range queues {
 		n := c.batch
@@ -342,7 +364,7 @@ func (p *Poller) round(ctx context.Context, c *pollConfig, queues []string, defe
 			}
 			n = min(n, free)
 		}
-		msgs, err := pgmq.Read(ctx, c.db, q, c.vt, n)
+		msgs, err := p.read(ctx, c, q, n, full[q])
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, false

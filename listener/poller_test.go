@@ -286,3 +286,35 @@ func TestPollerConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// With MinAge, periodic polls leave fresh messages to the notification path and take only
+// those visible for longer; a triggered poll still takes everything.
+func TestPollerMinAgeLeavesFreshMessagesToNotify(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t, 4)
+	out := commands.NewNotificationChannel(10)
+	p := newTestPoller(db, out)
+	p.Periodic = true
+	p.Interval = 5 * time.Millisecond
+	p.MinAge = time.Hour
+	runInBackground(t, p.Run)
+	p.testSignals.round.WaitOrTimeout(t) // the full poll at start
+
+	fresh := sendN(t, db, testQueue, 1)
+	missed := sendN(t, db, testQueue, 1)
+	if _, err := db.Pool.Exec(context.Background(),
+		"UPDATE pgmq.q_"+testQueue+" SET vt = clock_timestamp() - interval '2 hours' WHERE msg_id = $1", missed[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n := receive(t, out); !slices.Equal(messageIDs(n.Messages), missed) {
+		t.Fatalf("periodic poll claimed %v, want only the missed message %v", messageIDs(n.Messages), missed)
+	}
+	// Several more periodic rounds: the fresh message stays unclaimed.
+	for range 3 {
+		p.testSignals.round.WaitFor(t, func(r pollRound) bool { return r.Claimed == 0 })
+	}
+	p.Trigger(testQueue)
+	if n := receive(t, out); !slices.Equal(messageIDs(n.Messages), fresh) {
+		t.Fatalf("triggered poll claimed %v, want the fresh message %v", messageIDs(n.Messages), fresh)
+	}
+}

@@ -421,6 +421,36 @@ func ReadSpecificBatch(ctx context.Context, db DB, queue string, msgIDs []int64,
 	return msgs, nil
 }
 
+// ReadMissed claims like Read, but only messages that have been visible for at least minAge
+// (tasker.pgmq_read_missed): what a notification-driven consumer missed, leaving fresh messages
+// to the notification path so that a periodic poll does not race it for them.
+func ReadMissed(ctx context.Context, db DB, queue string, vt time.Duration, qty int, minAge time.Duration) ([]Message, error) {
+	if err := checkQueue(queue); err != nil {
+		return nil, fail("read_missed", queue, err)
+	}
+	secs, err := seconds("visibility timeout", vt)
+	if err != nil {
+		return nil, fail("read_missed", queue, err)
+	}
+	if minAge < 0 {
+		return nil, fail("read_missed", queue, fmt.Errorf("negative minimum age %v", minAge))
+	}
+	if qty <= 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx,
+		"SELECT "+messageColumns+" FROM tasker.pgmq_read_missed($1::text, $2::integer, $3::integer, $4::integer)",
+		queue, secs, qty, int32(min(minAge.Milliseconds(), math.MaxInt32)))
+	if err != nil {
+		return nil, fail("read_missed", queue, err)
+	}
+	msgs, err := pgx.CollectRows(rows, scanMessage)
+	if err != nil {
+		return nil, fail("read_missed", queue, err)
+	}
+	return msgs, nil
+}
+
 // Delete deletes a message; false when there was no such message.
 func Delete(ctx context.Context, db DB, queue string, msgID int64) (bool, error) {
 	if err := checkQueue(queue); err != nil {

@@ -66,6 +66,7 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 	s.poller = &listener.Poller{
 		DB: pool, Queues: commands.Queues(), Interval: cfg.PollInterval, BatchSize: cfg.PollBatchSize,
 		VisibilityTimeout: cfg.VisibilityTimeout, Periodic: cfg.Mode.Polls(), Out: s.notifications,
+		MinAge:   missedAfter(cfg),
 		Capacity: s.pollCapacity, Logger: log.Named("poller"),
 	}
 	if cfg.Mode.Listens() {
@@ -81,6 +82,16 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 		s.register(reg)
 	}
 	return s, nil
+}
+
+// missedAfter is how long a message must have been visible before a periodic poll claims it.
+// With LISTEN, fresh messages belong to the notification path (claiming them too would only
+// race it); one poll interval is ample for a NOTIFY to arrive. Without LISTEN, every message.
+func missedAfter(cfg *config.Config) time.Duration {
+	if cfg.Mode.Listens() {
+		return cfg.PollInterval
+	}
+	return 0
 }
 
 // pollCapacity is how many more messages the poller may claim: the command buffer's size less
