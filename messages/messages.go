@@ -242,13 +242,18 @@ func OriginalBody(body []byte) json.RawMessage {
 // library's type errors into ValidationErrors that name the field.
 func decodeObject(body []byte, v any) error {
 	trimmed := bytes.TrimSpace(body)
-	if !json.Valid(trimmed) {
+	if len(trimmed) > 0 && trimmed[0] != '{' {
+		if json.Valid(trimmed) {
+			return &ValidationError{Reason: "body must be a JSON object"}
+		}
 		return &ValidationError{Reason: "body is not valid JSON"}
 	}
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return &ValidationError{Reason: "body must be a JSON object"}
-	}
+	// One pass: Unmarshal validates the whole body before it sets anything.
 	if err := json.Unmarshal(trimmed, v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || len(trimmed) == 0 {
+			return &ValidationError{Reason: "body is not valid JSON"}
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			field := te.Field
@@ -262,29 +267,6 @@ func decodeObject(body []byte, v any) error {
 	return nil
 }
 
-// hasKey reports whether the JSON object at path (dot-separated) has the key; used to tell a
-// missing field from a zero one.
-func hasKey(body []byte, path ...string) bool {
-	var cur map[string]json.RawMessage
-	if json.Unmarshal(body, &cur) != nil {
-		return false
-	}
-	for i, key := range path {
-		raw, ok := cur[key]
-		if !ok || string(raw) == "null" {
-			return false
-		}
-		if i == len(path)-1 {
-			return true
-		}
-		cur = nil
-		if json.Unmarshal(raw, &cur) != nil {
-			return false
-		}
-	}
-	return false
-}
-
 func isJSONObject(raw json.RawMessage) bool {
 	t := bytes.TrimSpace(raw)
 	return len(t) > 0 && t[0] == '{'
@@ -293,20 +275,26 @@ func isJSONObject(raw json.RawMessage) bool {
 // DecodeTaskRequest decodes and validates a task request. A missing correlation_id gets a new
 // UUID (v7, so ids sort by creation time).
 func DecodeTaskRequest(body []byte) (TaskRequest, error) {
-	var r TaskRequest
-	if err := decodeObject(body, &r); err != nil {
-		return r, err
+	var wire struct {
+		RequestID   string           `json:"request_id,omitempty"`
+		TaskRequest *TaskRequestSpec `json:"task_request"`
+		Metadata    json.RawMessage  `json:"metadata,omitempty"`
 	}
-	if !hasKey(body, "task_request") {
-		return r, invalid("task_request", "required")
+	if err := decodeObject(body, &wire); err != nil {
+		return TaskRequest{}, err
 	}
+	if wire.TaskRequest == nil {
+		return TaskRequest{}, invalid("task_request", "required")
+	}
+	r := TaskRequest{RequestID: wire.RequestID, TaskRequest: *wire.TaskRequest, Metadata: wire.Metadata}
 	spec := &r.TaskRequest
 	for _, f := range []struct{ name, value string }{{"namespace", spec.Namespace}, {"name", spec.Name}, {"version", spec.Version}} {
 		if strings.TrimSpace(f.value) == "" {
 			return r, invalid("task_request."+f.name, "required, must be a non-empty string")
 		}
 	}
-	if !hasKey(body, "task_request", "context") {
+	// An absent context decodes as nil; an explicit null as the text null.
+	if len(spec.Context) == 0 || string(spec.Context) == "null" {
 		return r, invalid("task_request.context", "required")
 	}
 	if !isJSONObject(spec.Context) {
@@ -325,9 +313,16 @@ func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 // DecodeStepResult decodes and validates a step result. An empty status is derived from
 // `success` (completed or failed).
 func DecodeStepResult(body []byte) (StepResult, error) {
-	var r StepResult
-	if err := decodeObject(body, &r); err != nil {
-		return r, err
+	var wire struct {
+		StepResult
+		Result *StepExecutionInfo `json:"result"` // nil: missing
+	}
+	if err := decodeObject(body, &wire); err != nil {
+		return StepResult{}, err
+	}
+	r := wire.StepResult
+	if wire.Result != nil {
+		r.Result = *wire.Result
 	}
 	if r.TaskUUID == uuid.Nil {
 		return r, invalid("task_uuid", "required, must be a UUID")
@@ -338,7 +333,7 @@ func DecodeStepResult(body []byte) (StepResult, error) {
 	if r.Attempt < 1 {
 		return r, invalid("attempt", "required, must be an integer >= 1")
 	}
-	if !hasKey(body, "result") {
+	if wire.Result == nil {
 		return r, invalid("result", "required")
 	}
 	if r.Result.Status == StatusUnknown {
