@@ -112,8 +112,18 @@ RETURNS SETOF pgmq.queue_record LANGUAGE sql STABLE AS $$
   SELECT m.queue_name, m.is_partitioned, m.is_unlogged, m.created_at FROM pgmq.meta m ORDER BY m.queue_name
 $$;
 
--- send_batch with headers and an absolute due time is the one implementation; every send form
--- delegates to it. Messages are visible from `delay`; the enqueue time is the statement's clock.
+-- _send_sql is the INSERT behind every send and send_batch form: messages visible from $1 (the
+-- due time), with headers $2 (NULL or one per message), bodies $3, in order. Each public form
+-- is its own plpgsql function that EXECUTEs it directly: layering the forms on each other costs
+-- a function call and a materialized result per layer, on the hottest path there is.
+CREATE OR REPLACE FUNCTION pgmq._send_sql(queue_name text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT format(
+    'INSERT INTO %s (vt, message, headers)
+     SELECT $1, m.msg, $2[m.ord] FROM unnest($3) WITH ORDINALITY AS m(msg, ord) ORDER BY m.ord
+     RETURNING msg_id', pgmq._table_for(queue_name, 'q_'))
+$$;
+
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay timestamptz)
 RETURNS SETOF bigint LANGUAGE plpgsql AS $$
 BEGIN
@@ -121,67 +131,82 @@ BEGIN
     RAISE EXCEPTION 'headers must have the same length as msgs (% vs %)', cardinality(headers), cardinality(msgs)
       USING ERRCODE = '22023';
   END IF;
-  RETURN QUERY EXECUTE format(
-    'INSERT INTO %s (vt, message, headers)
-     SELECT $1, m.msg, $2[m.ord] FROM unnest($3) WITH ORDINALITY AS m(msg, ord) ORDER BY m.ord
-     RETURNING msg_id', pgmq._table_for(queue_name, 'q_'))
-    USING coalesce(delay, clock_timestamp()), headers, msgs;
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING coalesce(delay, clock_timestamp()), headers, msgs;
 END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay integer)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, msgs, headers, clock_timestamp() + make_interval(secs => greatest(delay, 0)))
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  IF headers IS NOT NULL AND cardinality(headers) <> cardinality(msgs) THEN
+    RAISE EXCEPTION 'headers must have the same length as msgs (% vs %)', cardinality(headers), cardinality(msgs)
+      USING ERRCODE = '22023';
+  END IF;
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp() + make_interval(secs => greatest(delay, 0)), headers, msgs;
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[])
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, msgs, headers, clock_timestamp())
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  IF headers IS NOT NULL AND cardinality(headers) <> cardinality(msgs) THEN
+    RAISE EXCEPTION 'headers must have the same length as msgs (% vs %)', cardinality(headers), cardinality(msgs)
+      USING ERRCODE = '22023';
+  END IF;
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp(), headers, msgs;
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], delay integer)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, msgs, NULL::jsonb[], clock_timestamp() + make_interval(secs => greatest(delay, 0)))
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp() + make_interval(secs => greatest(delay, 0)), NULL::jsonb[], msgs;
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, msgs, NULL::jsonb[], delay)
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING coalesce(delay, clock_timestamp()), NULL::jsonb[], msgs;
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[])
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, msgs, NULL::jsonb[], clock_timestamp())
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp(), NULL::jsonb[], msgs;
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, ARRAY[msg], ARRAY[headers], delay)
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING coalesce(delay, clock_timestamp()), ARRAY[headers], ARRAY[msg];
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb, delay integer)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, ARRAY[msg], ARRAY[headers], clock_timestamp() + make_interval(secs => greatest(delay, 0)))
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp() + make_interval(secs => greatest(delay, 0)), ARRAY[headers], ARRAY[msg];
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, headers jsonb)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, ARRAY[msg], ARRAY[headers], clock_timestamp())
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp(), ARRAY[headers], ARRAY[msg];
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, delay integer)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, ARRAY[msg], NULL::jsonb[], clock_timestamp() + make_interval(secs => greatest(delay, 0)))
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp() + make_interval(secs => greatest(delay, 0)), NULL::jsonb[], ARRAY[msg];
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb, delay timestamptz)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, ARRAY[msg], NULL::jsonb[], delay)
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING coalesce(delay, clock_timestamp()), NULL::jsonb[], ARRAY[msg];
+END $$;
 
 CREATE OR REPLACE FUNCTION pgmq.send(queue_name text, msg jsonb)
-RETURNS SETOF bigint LANGUAGE sql AS $$
-  SELECT pgmq.send_batch(queue_name, ARRAY[msg], NULL::jsonb[], clock_timestamp())
-$$;
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE pgmq._send_sql(queue_name) USING clock_timestamp(), NULL::jsonb[], ARRAY[msg];
+END $$;
 
 -- read claims up to qty visible messages, oldest first, skipping rows other readers hold:
 -- two readers never get the same message. Each claimed message becomes invisible for vt
