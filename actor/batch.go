@@ -113,6 +113,7 @@ func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (i
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
+	// The savepoint the handlers roll back to on a failure goes in the claim's round trip.
 	items, notFound, err = a.claim(ctx, tx, queue, batch)
 	if err != nil {
 		return nil, batch, false, err
@@ -141,7 +142,8 @@ func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (i
 	return items, notFound, true, nil
 }
 
-// claim claims the announced messages in tx (one round trip) and pairs them with their work.
+// claim claims the announced messages in tx and takes the handlers' savepoint, in one round
+// trip, and pairs the messages with their work.
 func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work) ([]*item, []work, error) {
 	var ids []int64
 	for _, w := range batch {
@@ -149,15 +151,20 @@ func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work
 			ids = append(ids, w.event.MsgID)
 		}
 	}
-	byID := map[int64]pgmq.Message{}
+	var msgs []pgmq.Message
+	b := &pgx.Batch{}
 	if len(ids) > 0 {
-		msgs, err := pgmq.ReadSpecificBatch(ctx, tx, queue, ids, a.cfg.VisibilityTimeout)
-		if err != nil {
+		if err := pgmq.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
 			return nil, nil, err
 		}
-		for _, m := range msgs {
-			byID[m.ID] = m
-		}
+	}
+	b.Queue("SAVEPOINT handlers")
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("claim %s: %w", queue, err)
+	}
+	byID := make(map[int64]pgmq.Message, len(msgs))
+	for _, m := range msgs {
+		byID[m.ID] = m
 	}
 	var items []*item
 	var notFound []work
@@ -211,12 +218,9 @@ func (a *Actor) deadLetter(it *item, reason string, err error) {
 }
 
 // runHandlers runs every handler optimistically in the batch transaction. If one fails, it rolls
-// back to a savepoint taken after the claim and re-runs each message under its own savepoint,
-// so a failure undoes only its own message's effects.
+// back to the savepoint taken with the claim and re-runs each of the others under its own
+// savepoint, so a failure undoes only its own message's effects.
 func (a *Actor) runHandlers(ctx context.Context, tx pgx.Tx, runnable []*item) error {
-	if _, err := tx.Exec(ctx, "SAVEPOINT handlers"); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
-	}
 	failed := -1
 	for i, it := range runnable {
 		if !a.runOne(ctx, tx, it) {

@@ -398,19 +398,14 @@ func ReadSpecific(ctx context.Context, db DB, queue string, msgID int64, vt time
 // ReadSpecificBatch claims whichever of msgIDs are claimable now (see ReadSpecific), in one
 // statement, and returns them in id order.
 func ReadSpecificBatch(ctx context.Context, db DB, queue string, msgIDs []int64, vt time.Duration) ([]Message, error) {
-	if err := checkQueue(queue); err != nil {
-		return nil, fail("read_specific_batch", queue, err)
-	}
-	secs, err := seconds("visibility timeout", vt)
+	secs, err := readSpecificArgs(queue, vt)
 	if err != nil {
-		return nil, fail("read_specific_batch", queue, err)
+		return nil, err
 	}
 	if len(msgIDs) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx,
-		"SELECT "+messageColumns+" FROM tasker.pgmq_read_specific_messages($1::text, $2::bigint[], $3::integer) ORDER BY msg_id",
-		queue, msgIDs, secs)
+	rows, err := db.Query(ctx, readSpecificBatchSQL, queue, msgIDs, secs)
 	if err != nil {
 		return nil, failBatch("read_specific_batch", queue, len(msgIDs), err)
 	}
@@ -419,6 +414,39 @@ func ReadSpecificBatch(ctx context.Context, db DB, queue string, msgIDs []int64,
 		return nil, failBatch("read_specific_batch", queue, len(msgIDs), err)
 	}
 	return msgs, nil
+}
+
+const readSpecificBatchSQL = "SELECT " + messageColumns +
+	" FROM tasker.pgmq_read_specific_messages($1::text, $2::bigint[], $3::integer) ORDER BY msg_id"
+
+func readSpecificArgs(queue string, vt time.Duration) (int32, error) {
+	if err := checkQueue(queue); err != nil {
+		return 0, fail("read_specific_batch", queue, err)
+	}
+	secs, err := seconds("visibility timeout", vt)
+	if err != nil {
+		return 0, fail("read_specific_batch", queue, err)
+	}
+	return secs, nil
+}
+
+// QueueReadSpecificBatch adds ReadSpecificBatch to b, so that the claim can share a round trip
+// with the statements around it; the claimed messages are stored in *out when b's results are
+// read (a failure is returned then, naming the queue).
+func QueueReadSpecificBatch(b *pgx.Batch, queue string, msgIDs []int64, vt time.Duration, out *[]Message) error {
+	secs, err := readSpecificArgs(queue, vt)
+	if err != nil {
+		return err
+	}
+	b.Queue(readSpecificBatchSQL, queue, msgIDs, secs).Query(func(rows pgx.Rows) error {
+		msgs, err := pgx.CollectRows(rows, scanMessage)
+		if err != nil {
+			return failBatch("read_specific_batch", queue, len(msgIDs), err)
+		}
+		*out = msgs
+		return nil
+	})
+	return nil
 }
 
 // ReadMissed claims like Read, but only messages that have been visible for at least minAge

@@ -1040,3 +1040,29 @@ func TestReadMissedSkipsFreshMessages(t *testing.T) {
 		t.Fatal("bad queue name accepted")
 	}
 }
+
+// The queued form claims exactly like ReadSpecificBatch, sharing a round trip.
+func TestQueueReadSpecificBatchPipelines(t *testing.T) {
+	t.Parallel()
+	ctx, db := setup(t)
+	ids, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"a":1}`), body(`{"a":2}`)}, pgmq.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []pgmq.Message
+	var one int
+	b := &pgx.Batch{}
+	if err := pgmq.QueueReadSpecificBatch(b, testQueue, append(ids, 999999), 30*time.Second, &got); err != nil {
+		t.Fatal(err)
+	}
+	b.Queue("SELECT 1").QueryRow(func(r pgx.Row) error { return r.Scan(&one) })
+	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] || got[0].ReadCount != 1 || one != 1 {
+		t.Fatalf("claimed %+v (and %d), want %v with read_ct 1", got, one, ids)
+	}
+	if err := pgmq.QueueReadSpecificBatch(&pgx.Batch{}, "Bad-Name", ids, time.Second, &got); err == nil {
+		t.Fatal("bad queue name accepted")
+	}
+}
