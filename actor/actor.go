@@ -26,6 +26,10 @@ const (
 type Config struct {
 	Pool     *pgxpool.Pool
 	Commands *commands.CommandChannel
+	// Control carries control commands (stats, health, shutdown) past the queued work, so a busy
+	// actor still answers a health check at once; nil gets a private channel (see Control).
+	// Any command is accepted on either channel.
+	Control *commands.CommandChannel
 	// Notifications is only read for its saturation in health reports; may be nil.
 	Notifications *commands.NotificationChannel
 	// InFlight is shared with the dispatcher; nil gets a private set.
@@ -109,6 +113,9 @@ func New(cfg Config) (*Actor, error) {
 	if cfg.InFlight == nil {
 		cfg.InFlight = commands.NewInFlight()
 	}
+	if cfg.Control == nil {
+		cfg.Control = commands.NewChannel[commands.Command]("orchestration_control", 16)
+	}
 	a := &Actor{cfg: cfg, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}
 	if a.log == nil {
 		a.log = zap.NewNop()
@@ -122,6 +129,9 @@ func New(cfg Config) (*Actor, error) {
 	a.stats = commands.NewStats(a.now())
 	return a, nil
 }
+
+// Control returns the control channel: send health checks, stats requests and shutdown here.
+func (a *Actor) Control() *commands.CommandChannel { return a.cfg.Control }
 
 // Stats returns the live statistics (also available through GetProcessingStats).
 func (a *Actor) Stats() *commands.Stats { return a.stats }
@@ -151,6 +161,12 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case cmd := <-a.cfg.Control.Receive():
+			if sd, ok := cmd.(commands.Shutdown); ok {
+				shutdownReply = &sd.Reply
+				break loop
+			}
+			pending = a.accept(ctx, pending, cmd)
 		case cmd := <-in:
 			if sd, ok := cmd.(commands.Shutdown); ok {
 				shutdownReply = &sd.Reply

@@ -521,3 +521,107 @@ func TestShutdownTimeoutCancelsStuckHandlers(t *testing.T) {
 		t.Fatal("a cancelled handler's work must roll back and its message stay queued")
 	}
 }
+
+// claimedMessage sends a ProcessMessage for a message the caller claimed and waits for it.
+func (h *harness) claimedMessage(queue string, m pgmq.Message) commands.MessageOutcome {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := commands.Request(ctx, h.cmds, func(r commands.Responder[commands.MessageOutcome]) commands.Command {
+		return commands.ProcessMessage{Kind: commands.KindForQueue(queue), Queue: queue, Message: m, ReceivedAt: time.Now(), Reply: r}
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// A poller claim whose visibility timeout ran out and that was claimed again belongs to the new
+// claimant: the stale copy must not run (regression: the chaos suite's stall scenario ran both
+// copies, inflated read_ct and dead-lettered valid messages).
+func TestStaleClaimIsNotProcessed(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	q := messages.QueueTaskRequests
+	h.send(q, recorder.TaskRequest("stale", `{}`))
+	first, err := pgmq.Read(ctx, h.db.Pool, q, time.Second, 1)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first claim: %v %v", first, err)
+	}
+	h.waitVisible(q, first[0].ID)
+	second, err := pgmq.Read(ctx, h.db.Pool, q, 30*time.Second, 1)
+	if err != nil || len(second) != 1 || second[0].ReadCount != 2 {
+		t.Fatalf("second claim: %v %v", second, err)
+	}
+	if out := h.claimedMessage(q, first[0]); out.Outcome != commands.OutcomeNotFound {
+		t.Fatalf("stale claim outcome = %v, want not_found", out.Outcome)
+	}
+	if h.rec.Effects(t, "task", "stale") != 0 {
+		t.Fatal("the stale claim ran its handler")
+	}
+	// Both copies in one batch: only the newest claim runs.
+	replies := make(chan commands.MessageOutcome, 2)
+	for _, m := range []pgmq.Message{first[0], second[0]} {
+		go func() { replies <- h.claimedMessage(q, m) }()
+	}
+	outcomes := map[commands.Outcome]int{}
+	for range 2 {
+		outcomes[(<-replies).Outcome]++
+	}
+	if outcomes[commands.OutcomeProcessed] != 1 || outcomes[commands.OutcomeNotFound] != 1 {
+		t.Fatalf("outcomes = %v, want one processed and one not_found", outcomes)
+	}
+	if n := h.rec.Effects(t, "task", "stale"); n != 1 {
+		t.Fatalf("effects = %d, want 1", n)
+	}
+	if n := h.queueLen(q); n != 0 {
+		t.Fatalf("queue length = %d, want 0", n)
+	}
+}
+
+// A busy actor still answers health checks at once on its control channel (regression: the
+// health command queued behind the work and /readyz failed while the consumer was healthy).
+func TestHealthAnswersWhileBusy(t *testing.T) {
+	db := testdb.New(t, 8)
+	rec := recorder.New(t, db.Pool)
+	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
+	q := messages.QueueTaskRequests
+	blocked := h.send(q, recorder.TaskRequest("busy", `{"block":true}`))
+	ids := []int64{blocked}
+	for i := range 60 {
+		ids = append(ids, h.send(q, recorder.TaskRequest(fmt.Sprintf("queued-%d", i), `{}`)))
+	}
+	for _, id := range ids {
+		if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-rec.Entered // the only slot is busy; the rest is queued
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	health, err := commands.Request(ctx, h.act.Control(), func(r commands.Responder[commands.SystemHealth]) commands.Command {
+		return commands.HealthCheck{Reply: r}
+	})
+	if err != nil {
+		t.Fatalf("health check while busy: %v", err)
+	}
+	if !health.DatabaseConnected || health.CommandChannelSaturation == 0 {
+		t.Fatalf("health = %+v", health)
+	}
+	close(rec.Gate)
+}
+
+// A value the database refuses fails the same way on every delivery: dead-lettered at once
+// (regression: an over-long request_id was retried until MaxReadCount).
+func TestDataTheDatabaseRefusesIsDeadLetteredAtOnce(t *testing.T) {
+	h := start(t)
+	q := messages.QueueTaskRequests
+	id := h.send(q, recorder.TaskRequest("bad-data", `{"bad_data":true}`))
+	out := h.event(q, id)
+	if out.Outcome != commands.OutcomeDeadLettered || out.Detail != messages.ReasonPermanentError {
+		t.Fatalf("outcome = %v %q (%v), want dead_lettered %s", out.Outcome, out.Detail, out.Err, messages.ReasonPermanentError)
+	}
+	if dl := h.deadLetters(); len(dl) != 1 || dl[0].ReadCount != 1 || !strings.Contains(dl[0].Error, "22P02") {
+		t.Fatalf("dead letters = %+v", dl)
+	}
+}

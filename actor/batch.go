@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
@@ -142,19 +145,38 @@ func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (i
 	return items, notFound, true, nil
 }
 
-// claim claims the announced messages in tx and takes the handlers' savepoint, in one round
-// trip, and pairs the messages with their work.
+// claim claims the announced messages in tx, confirms the poller's claims (a claim whose
+// visibility timeout ran out may have been taken over since), and takes the handlers'
+// savepoint, all in one round trip. It pairs the messages with their work; the rest is not
+// found. Every message returned is locked by tx until it ends, so nobody else can claim or
+// delete it meanwhile.
 func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work) ([]*item, []work, error) {
 	var ids []int64
-	for _, w := range batch {
+	latest := map[int64]int{} // msg_id → the claimed copy with the highest read_ct (the newest claim)
+	for i, w := range batch {
 		if w.event != nil {
 			ids = append(ids, w.event.MsgID)
+			continue
+		}
+		id := w.claimed.Message.ID
+		if j, ok := latest[id]; !ok || batch[j].claimed.Message.ReadCount < w.claimed.Message.ReadCount {
+			latest[id] = i
 		}
 	}
+	var claimed []pgmq.Message
+	for _, i := range latest {
+		claimed = append(claimed, batch[i].claimed.Message)
+	}
 	var msgs []pgmq.Message
+	var confirmed []int64
 	b := &pgx.Batch{}
 	if len(ids) > 0 {
 		if err := pgmq.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(claimed) > 0 {
+		if err := pgmq.QueueConfirmClaims(b, queue, claimed, a.cfg.VisibilityTimeout, &confirmed); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -166,11 +188,20 @@ func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work
 	for _, m := range msgs {
 		byID[m.ID] = m
 	}
+	ours := make(map[int64]bool, len(confirmed))
+	for _, id := range confirmed {
+		ours[id] = true
+	}
 	var items []*item
 	var notFound []work
-	for _, w := range batch {
+	for i, w := range batch {
 		if w.claimed != nil {
-			items = append(items, &item{w: w, msg: w.claimed.Message})
+			id := w.claimed.Message.ID
+			if latest[id] == i && ours[id] {
+				items = append(items, &item{w: w, msg: w.claimed.Message})
+			} else {
+				notFound = append(notFound, w) // a stale copy, or claimed again by someone else
+			}
 			continue
 		}
 		m, ok := byID[w.event.MsgID]
@@ -283,6 +314,13 @@ func (a *Actor) runOne(ctx context.Context, tx pgx.Tx, it *item) (ok bool) {
 func (a *Actor) classifyFailure(it *item) {
 	if p, ok := commands.AsPermanent(it.err); ok {
 		a.deadLetter(it, p.Reason, it.err)
+		return
+	}
+	// The database refusing the message's own data (a value too long for an index, an invalid
+	// value) fails the same way on every delivery: no point in retrying it.
+	var pgErr *pgconn.PgError
+	if errors.As(it.err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")) {
+		a.deadLetter(it, messages.ReasonPermanentError, it.err)
 		return
 	}
 	if int(it.msg.ReadCount) >= a.cfg.MaxReadCount {

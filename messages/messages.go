@@ -47,6 +47,9 @@ func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
+// MaxKeyLength bounds request_id and idempotency_key: they are indexed.
+const MaxKeyLength = 255
+
 // TaskRequest is the body of orchestration_task_requests (SPEC §5.1).
 type TaskRequest struct {
 	RequestID   string          `json:"request_id,omitempty"`
@@ -291,6 +294,11 @@ func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 	for _, f := range []struct{ name, value string }{{"namespace", spec.Namespace}, {"name", spec.Name}, {"version", spec.Version}} {
 		if strings.TrimSpace(f.value) == "" {
 			return r, invalid("task_request."+f.name, "required, must be a non-empty string")
+		}
+	}
+	for _, f := range []struct{ name, value string }{{"request_id", r.RequestID}, {"task_request.idempotency_key", spec.IdempotencyKey}} {
+		if len(f.value) > MaxKeyLength {
+			return r, invalid(f.name, "longer than %d bytes", MaxKeyLength)
 		}
 	}
 	// An absent context decodes as nil; an explicit null as the text null.

@@ -119,3 +119,15 @@ func TestOriginalBodyKeepsWhatWasReceived(t *testing.T) {
 		t.Fatalf("text kept as a string: %s", got)
 	}
 }
+
+func TestOverlongKeysAreRejected(t *testing.T) {
+	long := strings.Repeat("k", MaxKeyLength+1)
+	for _, body := range []string{
+		`{"request_id":"` + long + `","task_request":{"namespace":"d","name":"a","version":"1","context":{}}}`,
+		`{"task_request":{"namespace":"d","name":"a","version":"1","context":{},"idempotency_key":"` + long + `"}}`,
+	} {
+		if _, err := DecodeTaskRequest([]byte(body)); err == nil || !IsValidation(err) {
+			t.Fatalf("err = %v, want a validation error", err)
+		}
+	}
+}

@@ -449,6 +449,36 @@ func QueueReadSpecificBatch(b *pgx.Batch, queue string, msgIDs []int64, vt time.
 	return nil
 }
 
+// QueueConfirmClaims adds to b the confirmation of claims taken earlier outside the current
+// transaction (tasker.pgmq_confirm_claims): each message whose read_ct is still the one its claim
+// produced is locked and its visibility timeout extended by vt; its id is stored in *confirmed
+// when b's results are read. A message claimed again since (a higher read_ct) is not confirmed:
+// its new claimant owns it.
+func QueueConfirmClaims(b *pgx.Batch, queue string, msgs []Message, vt time.Duration, confirmed *[]int64) error {
+	if err := checkQueue(queue); err != nil {
+		return fail("confirm_claims", queue, err)
+	}
+	secs, err := seconds("visibility timeout", vt)
+	if err != nil {
+		return fail("confirm_claims", queue, err)
+	}
+	ids := make([]int64, len(msgs))
+	readCts := make([]int32, len(msgs))
+	for i, m := range msgs {
+		ids[i], readCts[i] = m.ID, m.ReadCount
+	}
+	b.Queue("SELECT id FROM tasker.pgmq_confirm_claims($1::text, $2::bigint[], $3::integer[], $4::integer) AS c(id)",
+		queue, ids, readCts, secs).Query(func(rows pgx.Rows) error {
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return failBatch("confirm_claims", queue, len(ids), err)
+		}
+		*confirmed = got
+		return nil
+	})
+	return nil
+}
+
 // ReadMissed claims like Read, but only messages that have been visible for at least minAge
 // (tasker.pgmq_read_missed): what a notification-driven consumer missed, leaving fresh messages
 // to the notification path so that a periodic poll does not race it for them.

@@ -94,12 +94,13 @@ func missedAfter(cfg *config.Config) time.Duration {
 	return 0
 }
 
-// pollCapacity is how many more messages the poller may claim: the command buffer's size less
-// what is already in flight (dispatched, not finished) and, pessimistically, a full batch for
-// every notification not yet dispatched. Claims beyond that would wait in a channel while their
-// visibility timeout runs out.
+// pollCapacity is how many more messages the poller may claim: what the actor can work on at
+// once (Concurrency batches of BatchSize) less what is already in flight (dispatched, not
+// finished) and, pessimistically, a full poll batch for every notification not yet dispatched.
+// Claiming more would leave claims waiting in a channel while their visibility timeout runs out,
+// after which another poll would claim them again.
 func (s *Service) pollCapacity() int {
-	return s.cfg.CommandBuffer - s.inFlight.Len() - s.notifications.Len()*s.cfg.PollBatchSize
+	return s.cfg.Concurrency*s.cfg.BatchSize - s.inFlight.Len() - s.notifications.Len()*s.cfg.PollBatchSize
 }
 
 func (s *Service) register(reg prometheus.Registerer) {
@@ -161,14 +162,14 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Health asks the actor for its SystemHealth report.
 func (s *Service) Health(ctx context.Context) (commands.SystemHealth, error) {
-	return commands.Request(ctx, s.cmds, func(r commands.Responder[commands.SystemHealth]) commands.Command {
+	return commands.Request(ctx, s.actor.Control(), func(r commands.Responder[commands.SystemHealth]) commands.Command {
 		return commands.HealthCheck{Reply: r}
 	})
 }
 
 // Stats asks the actor for its statistics.
 func (s *Service) Stats(ctx context.Context) (commands.StatsSnapshot, error) {
-	return commands.Request(ctx, s.cmds, func(r commands.Responder[commands.StatsSnapshot]) commands.Command {
+	return commands.Request(ctx, s.actor.Control(), func(r commands.Responder[commands.StatsSnapshot]) commands.Command {
 		return commands.GetProcessingStats{Reply: r}
 	})
 }

@@ -4,7 +4,8 @@
 //
 // A task request's context steers its handler: {"fail": true} always fails,
 // {"fail_until": N} fails while the message's delivery count is below N, {"permanent": true}
-// fails permanently, {"panic": true} panics, {"block": true} waits on Gate.
+// fails permanently, {"panic": true} panics, {"block": true} waits on Gate, {"bad_data": true}
+// makes the database refuse a value (SQLSTATE 22P02).
 package recorder
 
 import (
@@ -57,6 +58,7 @@ type steer struct {
 	Permanent bool `json:"permanent"`
 	Panic     bool `json:"panic"`
 	Block     bool `json:"block"`
+	BadData   bool `json:"bad_data"`
 }
 
 // InitializeTask implements actor.TaskHandler.
@@ -81,6 +83,11 @@ func (r *Recorder) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.T
 		// The delivery count as seen inside this transaction (the claim already counted).
 		if err := tx.QueryRow(ctx, "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE message->>'request_id' = $1", key).Scan(&deliveries); err != nil {
 			return commands.TaskInitializeResult{}, err
+		}
+	}
+	if s.BadData { // the database refuses the data: SQLSTATE 22P02
+		if _, err := tx.Exec(ctx, "SELECT 'not a number'::int"); err != nil {
+			return commands.TaskInitializeResult{}, fmt.Errorf("store %s: %w", key, err)
 		}
 	}
 	switch {
