@@ -52,7 +52,7 @@
 //     once and sends one result; without, the dispatch is delivered again while the first run
 //     is still going (the scenario fails if no redelivery is seen), every result is also sent
 //     twice as in multi, and still exactly one result is accepted per attempt.
-//   - stall (full suite only): the consumer's own handlers become slower than its visibility
+//   - stall: the consumer's own handlers become slower than its visibility
 //     timeout — a transaction of the suite holds an EXCLUSIVE lock on tasker.workflow_tasks for
 //     five visibility timeouts, twice. A slow consumer is not a poison message: afterwards every
 //     request must complete and nothing may be dead-lettered for its delivery count.

@@ -138,7 +138,7 @@ func scenarios() []scenario {
 			verify: verifySlow(false),
 		},
 		{
-			name: "stall", consumers: 1, workers: 1, fullOnly: true, noValidDLQ: true,
+			name: "stall", consumers: 1, workers: 1, noValidDLQ: true,
 			size:     standard(8*time.Second, 4*time.Second, 2, 1),
 			inject:   injectStall,
 			recovery: "lock released → a task completed",
