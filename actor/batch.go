@@ -176,7 +176,7 @@ func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work
 		}
 	}
 	if len(claimed) > 0 {
-		if err := pgmq.QueueConfirmClaims(b, queue, claimed, a.cfg.VisibilityTimeout, &confirmed); err != nil {
+		if err := pgmq.QueueConfirmClaims(b, queue, claimed, &confirmed); err != nil {
 			return nil, nil, err
 		}
 	}

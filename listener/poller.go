@@ -25,6 +25,9 @@ const (
 	// PollJitter is the fraction by which each wait between polls is randomly shortened or
 	// lengthened (±10 %), so that several consumers do not poll in lockstep.
 	PollJitter = 0.1
+	// CapacityRecheck is how soon a read held back by Capacity is retried: downstream frees room
+	// within milliseconds under load, and the check itself costs no query.
+	CapacityRecheck = 5 * time.Millisecond
 )
 
 // Poller is the fallback poller: it claims visible messages with pgmq.read (hiding them for the
@@ -75,8 +78,8 @@ type Poller struct {
 	MinAge time.Duration
 
 	// Capacity, if set, says how many more messages downstream can take now. Each read claims
-	// at most min(BatchSize, Capacity()) messages, and a queue is skipped (and retried after
-	// Interval) while Capacity() <= 0, so the poller never claims more than can be processed
+	// at most min(BatchSize, Capacity()) messages, and a queue is skipped (and re-checked every
+	// CapacityRecheck) while Capacity() <= 0, so the poller never claims more than can be processed
 	// before the visibility timeout runs out. If nil, every read claims up to BatchSize.
 	Capacity func() int
 
@@ -270,7 +273,8 @@ func (p *Poller) Run(ctx context.Context) error {
 	defer p.running.Store(false)
 
 	due := make(map[string]bool)      // queues the next round reads: true = every visible message, false = periodic (MinAge)
-	deferred := make(map[string]bool) // queues whose last read failed or was held back
+	deferred := make(map[string]bool) // queues whose last read failed
+	held := make(map[string]bool)     // queues skipped for lack of Capacity: the kind of read owed
 	if c.periodic {
 		for _, q := range c.queues {
 			due[q] = true
@@ -305,7 +309,7 @@ func (p *Poller) Run(ctx context.Context) error {
 				}
 			}
 			clear(due)
-			again, ok := p.round(ctx, c, queues, full, deferred)
+			again, ok := p.round(ctx, c, queues, full, deferred, held)
 			if !ok {
 				return nil // ctx ended
 			}
@@ -319,9 +323,18 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 
 		p.testSignals.idle.Signal(struct{}{})
+		var recheck <-chan time.Time
+		if len(held) > 0 {
+			recheck = time.After(CapacityRecheck)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-recheck:
+			for q, f := range held {
+				due[q] = due[q] || f
+			}
+			clear(held)
 		case <-p.wakeCh():
 		case <-timer.C:
 			armed = false
@@ -349,9 +362,10 @@ func (p *Poller) read(ctx context.Context, c *pollConfig, queue string, n int, f
 }
 
 // round reads each of queues once. It returns the queues whose read was full (to be read again
-// at once) and false when ctx ended. deferred gains the queues that failed or were held back by
+// at once) and false when ctx ended. held gains the queues skipped for lack of Capacity (their
+// read is owed as soon as there is room); deferred gains the queues that failed or were held back by
 // Capacity and loses the ones read successfully.
-func (p *Poller) round(ctx context.Context, c *pollConfig, queues []string, full, deferred map[string]bool) (again []string, ok bool) {
+func (p *Poller) round(ctx context.Context, c *pollConfig, queues []string, full, deferred, held map[string]bool) (again []string, ok bool) {
 	claimed := 0
 	for _, q := range queues {
 		n := c.batch
@@ -359,7 +373,7 @@ func (p *Poller) round(ctx context.Context, c *pollConfig, queues []string, full
 			free := c.capacity()
 			if free <= 0 {
 				c.log.Debug("poller: no downstream capacity, queue skipped", zap.String("queue", q))
-				deferred[q] = true
+				held[q] = held[q] || full[q]
 				continue
 			}
 			n = min(n, free)

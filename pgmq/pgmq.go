@@ -451,15 +451,11 @@ func QueueReadSpecificBatch(b *pgx.Batch, queue string, msgIDs []int64, vt time.
 
 // QueueConfirmClaims adds to b the confirmation of claims taken earlier outside the current
 // transaction (tasker.pgmq_confirm_claims): each message whose read_ct is still the one its claim
-// produced is locked and its visibility timeout extended by vt; its id is stored in *confirmed
-// when b's results are read. A message claimed again since (a higher read_ct) is not confirmed:
-// its new claimant owns it.
-func QueueConfirmClaims(b *pgx.Batch, queue string, msgs []Message, vt time.Duration, confirmed *[]int64) error {
+// produced is locked until the transaction ends; its id is stored in *confirmed when b's results
+// are read. A message claimed again since (a higher read_ct) is not confirmed: its new claimant
+// owns it.
+func QueueConfirmClaims(b *pgx.Batch, queue string, msgs []Message, confirmed *[]int64) error {
 	if err := checkQueue(queue); err != nil {
-		return fail("confirm_claims", queue, err)
-	}
-	secs, err := seconds("visibility timeout", vt)
-	if err != nil {
 		return fail("confirm_claims", queue, err)
 	}
 	ids := make([]int64, len(msgs))
@@ -467,8 +463,8 @@ func QueueConfirmClaims(b *pgx.Batch, queue string, msgs []Message, vt time.Dura
 	for i, m := range msgs {
 		ids[i], readCts[i] = m.ID, m.ReadCount
 	}
-	b.Queue("SELECT id FROM tasker.pgmq_confirm_claims($1::text, $2::bigint[], $3::integer[], $4::integer) AS c(id)",
-		queue, ids, readCts, secs).Query(func(rows pgx.Rows) error {
+	b.Queue("SELECT id FROM tasker.pgmq_confirm_claims($1::text, $2::bigint[], $3::integer[]) AS c(id)",
+		queue, ids, readCts).Query(func(rows pgx.Rows) error {
 		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
 			return failBatch("confirm_claims", queue, len(ids), err)

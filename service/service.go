@@ -94,13 +94,13 @@ func missedAfter(cfg *config.Config) time.Duration {
 	return 0
 }
 
-// pollCapacity is how many more messages the poller may claim: what the actor can work on at
-// once (Concurrency batches of BatchSize) less what is already in flight (dispatched, not
+// pollCapacity is how many more messages the poller may claim: twice what the actor can work on
+// at once (Concurrency batches of BatchSize; the second half keeps the next batches ready) less what is already in flight (dispatched, not
 // finished) and, pessimistically, a full poll batch for every notification not yet dispatched.
 // Claiming more would leave claims waiting in a channel while their visibility timeout runs out,
 // after which another poll would claim them again.
 func (s *Service) pollCapacity() int {
-	return s.cfg.Concurrency*s.cfg.BatchSize - s.inFlight.Len() - s.notifications.Len()*s.cfg.PollBatchSize
+	return 2*s.cfg.Concurrency*s.cfg.BatchSize - s.inFlight.Len() - s.notifications.Len()*s.cfg.PollBatchSize
 }
 
 func (s *Service) register(reg prometheus.Registerer) {
