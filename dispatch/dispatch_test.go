@@ -58,6 +58,11 @@ func TestClassifiesByQueueAndSkipsInFlightDuplicates(t *testing.T) {
 	if c := receive(t, out).(commands.ProcessMessageEvent); c.MsgID != 9 || c.Kind != commands.KindTaskRequest {
 		t.Fatalf("command after unknown queue = %+v", c)
 	}
+	// The counter moves just after the send the test received from.
+	deadline := time.Now().Add(5 * time.Second)
+	for d.Dispatched() != 4 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if d.Duplicates() != 1 || d.UnknownQueue() != 1 || d.Dispatched() != 4 {
 		t.Fatalf("duplicates %d, unknown %d, dispatched %d", d.Duplicates(), d.UnknownQueue(), d.Dispatched())
 	}
