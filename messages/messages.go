@@ -72,6 +72,25 @@ type TaskRequestSpec struct {
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 }
 
+// NewTaskRequest returns a request for spec with a new request_id, a new correlation_id when
+// spec has none (both UUIDv7), and metadata naming the requester and the time.
+func NewTaskRequest(spec TaskRequestSpec, requester string, now time.Time) (TaskRequest, error) {
+	requestID, err := uuid.NewV7()
+	if err != nil {
+		return TaskRequest{}, fmt.Errorf("new request id: %w", err)
+	}
+	if spec.CorrelationID == uuid.Nil {
+		if spec.CorrelationID, err = uuid.NewV7(); err != nil {
+			return TaskRequest{}, fmt.Errorf("new correlation id: %w", err)
+		}
+	}
+	meta, err := json.Marshal(map[string]string{"requested_at": now.UTC().Format(time.RFC3339Nano), "requester": requester})
+	if err != nil {
+		return TaskRequest{}, err
+	}
+	return TaskRequest{RequestID: requestID.String(), TaskRequest: spec, Metadata: meta}, nil
+}
+
 // StepDispatch is the body sent to worker_<namespace>_queue (SPEC §5.2).
 type StepDispatch struct {
 	TaskUUID          uuid.UUID                  `json:"task_uuid"`

@@ -131,3 +131,20 @@ func TestOverlongKeysAreRejected(t *testing.T) {
 		}
 	}
 }
+
+func TestNewTaskRequestRoundTrips(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	req, err := NewTaskRequest(TaskRequestSpec{Namespace: "demo", Name: "linear", Version: "1.0.0", Context: json.RawMessage(`{"n":6}`)}, "test", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(req)
+	back, err := DecodeTaskRequest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.RequestID == "" || back.RequestID != req.RequestID || back.TaskRequest.CorrelationID != req.TaskRequest.CorrelationID ||
+		!strings.Contains(string(back.Metadata), `"requested_at":"2026-03-01T12:00:00Z"`) {
+		t.Fatalf("round trip: %+v from %s", back, b)
+	}
+}

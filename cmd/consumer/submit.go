@@ -41,25 +41,18 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := json.Unmarshal([]byte(*taskContext), &probe); err != nil {
 		return usagef("submit: --context must be a JSON object: %v", err)
 	}
-	requestID, err := uuid.NewV7()
+	req, err := messages.NewTaskRequest(messages.TaskRequestSpec{
+		Namespace: *namespace, Name: *name, Version: *ver, Context: json.RawMessage(*taskContext),
+		Initiator: "consumer-cli", SourceSystem: "cli", IdempotencyKey: *key,
+	}, "consumer-cli", time.Now())
 	if err != nil {
 		return err
 	}
-	correlationID, err := uuid.NewV7()
+	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(messages.TaskRequest{
-		RequestID: requestID.String(),
-		TaskRequest: messages.TaskRequestSpec{
-			Namespace: *namespace, Name: *name, Version: *ver, Context: json.RawMessage(*taskContext),
-			Initiator: "consumer-cli", SourceSystem: "cli", CorrelationID: correlationID, IdempotencyKey: *key,
-		},
-		Metadata: json.RawMessage(fmt.Sprintf(`{"requested_at":%q,"requester":"consumer-cli"}`, time.Now().UTC().Format(time.RFC3339Nano))),
-	})
-	if err != nil {
-		return err
-	}
+	requestID, correlationID := req.RequestID, req.TaskRequest.CorrelationID
 	return withPool(ctx, func(pool *pgxpool.Pool) error {
 		msgID, err := pgmq.Send(ctx, pool, messages.QueueTaskRequests, body, pgmq.SendOptions{})
 		if err != nil {
@@ -71,7 +64,7 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		return waitForTask(waitCtx, pool, requestID.String(), msgID, stdout)
+		return waitForTask(waitCtx, pool, requestID, msgID, stdout)
 	})
 }
 

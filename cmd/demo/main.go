@@ -338,28 +338,19 @@ func (d *demo) submit(ctx context.Context) error {
 	bodies := make([]json.RawMessage, 0, d.perTemplate*len(d.templates))
 	for i := 1; i <= d.perTemplate; i++ {
 		for _, t := range d.templates {
-			requestID, err := uuid.NewV7()
+			req, err := messages.NewTaskRequest(messages.TaskRequestSpec{
+				Namespace: t.Namespace, Name: t.Name, Version: t.Version,
+				Context:   json.RawMessage(fmt.Sprintf(`{"n":%d,"demo_run":%q}`, i, run)),
+				Initiator: "consumer-demo", SourceSystem: "demo", Reason: "make demo", Tags: []string{"demo"},
+			}, "consumer-demo", time.Now())
 			if err != nil {
 				return err
 			}
-			correlationID, err := uuid.NewV7()
+			body, err := json.Marshal(req)
 			if err != nil {
 				return err
 			}
-			body, err := json.Marshal(messages.TaskRequest{
-				RequestID: requestID.String(),
-				TaskRequest: messages.TaskRequestSpec{
-					Namespace: t.Namespace, Name: t.Name, Version: t.Version,
-					Context:   json.RawMessage(fmt.Sprintf(`{"n":%d,"demo_run":%q}`, i, run)),
-					Initiator: "consumer-demo", SourceSystem: "demo", Reason: "make demo",
-					Tags: []string{"demo"}, CorrelationID: correlationID,
-				},
-				Metadata: json.RawMessage(fmt.Sprintf(`{"requested_at":%q,"requester":"consumer-demo"}`,
-					time.Now().UTC().Format(time.RFC3339Nano))),
-			})
-			if err != nil {
-				return err
-			}
+			correlationID := req.TaskRequest.CorrelationID
 			bodies = append(bodies, body)
 			d.tasks = append(d.tasks, &task{tmpl: t, n: int64(i), correlationID: correlationID})
 		}
