@@ -124,6 +124,9 @@ func (h *harness) waitEffects(request, step, final string) {
 
 func TestEventDrivenDeliversThroughNotify(t *testing.T) {
 	h := start(t, config.ModeEventDriven)
+	// The backlog poll after the connect runs once; let it finish before sending, or it may
+	// claim what this test means to deliver through NOTIFY.
+	h.eventually("the backlog poll after connecting", func() bool { return h.svc.poller.Cycles() >= 1 })
 	backlogClaims := h.svc.poller.Claimed()
 	req, step, final := h.oneOfEach("notify")
 	h.waitEffects(req, step, final)
