@@ -2,15 +2,14 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/consumer/internal/fixtures"
 	"github.com/tasker-systems/consumer/template"
 )
 
@@ -111,31 +110,12 @@ func TestShortDuration(t *testing.T) {
 
 const templateDir = "../../testdata/templates"
 
-// headerValues reads what a template's header comment promises for context {"n": 6}, e.g.
-// "# With context {"n": 6}: start 36, left 1296, right 1296, join 2592."
+// headerValues reads what a template's header comment promises for context {"n": 6}.
 func headerValues(t *testing.T, path string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	want, err := fixtures.HeaderResults(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var comment strings.Builder
-	for line := range strings.Lines(string(data)) {
-		if !strings.HasPrefix(line, "#") {
-			break
-		}
-		comment.WriteString(strings.TrimSpace(strings.TrimPrefix(line, "#")) + " ")
-	}
-	text := comment.String()
-	i := strings.Index(text, `With context {"n": 6}:`)
-	if i < 0 {
-		t.Fatalf("%s: the header does not say what context {\"n\": 6} computes", path)
-	}
-	want := make(map[string]string)
-	for _, m := range regexp.MustCompile(`\b([a-z_][a-z0-9_]*) (-?[0-9]+)\b`).FindAllStringSubmatch(text[i:], -1) {
-		if _, dup := want[m[1]]; !dup {
-			want[m[1]] = m[2]
-		}
 	}
 	return want
 }

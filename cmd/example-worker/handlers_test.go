@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
-	"os"
-	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/tasker-systems/consumer/internal/fixtures"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/template"
 	"github.com/tasker-systems/consumer/worker"
@@ -20,35 +18,20 @@ import (
 const templateDir = "../../testdata/templates"
 
 // headerExpectations reads the values a template's header comment promises for context
-// {"n": 6}, e.g. "# With context {"n": 6}: start 36, left 1296, right 1296, join 2592."
+// {"n": 6}, for the given steps (each must have one).
 func headerExpectations(t *testing.T, path string, steps []string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	all, err := fixtures.HeaderResults(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var comment strings.Builder
-	for line := range strings.Lines(string(data)) {
-		if !strings.HasPrefix(line, "#") {
-			break
-		}
-		comment.WriteString(strings.TrimSpace(strings.TrimPrefix(line, "#")) + " ")
-	}
-	text := comment.String()
-	i := strings.Index(text, `With context {"n": 6}:`)
-	if i < 0 {
-		t.Fatalf("%s: the header does not say what context {\"n\": 6} computes", path)
-	}
-	want := make(map[string]string)
-	for _, m := range regexp.MustCompile(`\b([a-z_][a-z0-9_]*) (-?[0-9]+)\b`).FindAllStringSubmatch(text[i:], -1) {
-		if _, dup := want[m[1]]; !dup && slices.Contains(steps, m[1]) {
-			want[m[1]] = m[2]
-		}
-	}
+	want := make(map[string]string, len(steps))
 	for _, s := range steps {
-		if _, ok := want[s]; !ok {
+		v, ok := all[s]
+		if !ok {
 			t.Fatalf("%s: the header gives no value for step %q", path, s)
 		}
+		want[s] = v
 	}
 	return want
 }
