@@ -602,3 +602,39 @@ func TestResultsReadyTogetherCommitAsAGroup(t *testing.T) {
 		t.Fatalf("processed = %d, want 7", w.Processed())
 	}
 }
+
+// commitGroup itself: one transaction deletes the dispatches it can and sends exactly their
+// results; a dispatch already gone gets errAlreadyDeleted and no result. (The test above goes
+// through the committer, which may also fall back to one transaction per result.)
+func TestCommitGroupSendsOnlyTheResultsWhoseDispatchItDeleted(t *testing.T) {
+	db := newDB(t)
+	w := newWorker(t, db)
+	c, err := w.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &run{w: w, c: c, log: w.Logger, dbCtx: context.Background()}
+	ctx := context.Background()
+	var group []resultReq
+	for i := range 3 {
+		id := send(t, db, newDispatch("demo.any"))
+		body, _ := json.Marshal(messages.StepResult{TaskUUID: uuid.New(), StepUUID: uuid.New(), Attempt: 1,
+			Result: messages.StepExecutionInfo{Success: true, Status: messages.StatusCompleted, Result: json.RawMessage(fmt.Sprint(i))}})
+		group = append(group, resultReq{m: pgmq.Message{ID: id}, body: body, done: make(chan error, 1)})
+	}
+	if _, err := pgmq.Delete(ctx, db.Pool, testQueue, group[1].m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.commitGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []error{nil, errAlreadyDeleted, nil} {
+		if got := <-group[i].done; got != want {
+			t.Fatalf("request %d: %v, want %v", i, got, want)
+		}
+	}
+	res := results(t, db)
+	if len(res) != 2 || string(res[0].Result.Result) != "0" || string(res[1].Result.Result) != "2" {
+		t.Fatalf("results = %+v, want those of requests 0 and 2", res)
+	}
+}
