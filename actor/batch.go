@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/messages"
@@ -369,9 +370,29 @@ func (a *Actor) ack(ctx context.Context, tx pgx.Tx, queue string, items []*item)
 // finish records a message's outcome: statistics, in-flight set, metrics, log and reply. It is
 // the seed's execute_with_stats for queue messages.
 func (a *Actor) finish(w work, it *item) {
-	a.cfg.InFlight.Remove(w.ref())
-	a.obs.MessageDone(w.queue, it.outcome, it.took, a.now().Sub(w.receivedAt()))
 	ref := w.ref()
+	a.cfg.InFlight.Remove(ref)
+	a.obs.MessageDone(w.queue, it.outcome, it.took, a.now().Sub(w.receivedAt()))
+	a.logOutcome(ref, it)
+	execute(a, w.kind, it.outcome, w.responder(), commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}, nil)
+}
+
+// logOutcome logs a failure once at error level, anything else at debug; the fields are built
+// only when the line is written (this runs once per message).
+func (a *Actor) logOutcome(ref commands.MsgRef, it *item) {
+	level, msg := zapcore.DebugLevel, "message handled"
+	switch it.outcome {
+	case commands.OutcomeDeadLettered:
+		level, msg = zapcore.ErrorLevel, "message dead-lettered"
+	case commands.OutcomeFailed:
+		level, msg = zapcore.ErrorLevel, "message failed; it will be redelivered"
+	case commands.OutcomeNotFound:
+		msg = "message not claimable"
+	}
+	ce := a.log.Check(level, msg)
+	if ce == nil {
+		return
+	}
 	fields := []zap.Field{
 		zap.String("queue", ref.Queue), zap.Int64("msg_id", ref.MsgID), zap.Int32("read_ct", it.msg.ReadCount),
 		zap.Stringer("outcome", it.outcome),
@@ -387,13 +408,12 @@ func (a *Actor) finish(w work, it *item) {
 	}
 	switch it.outcome {
 	case commands.OutcomeDeadLettered:
-		a.log.Error("message dead-lettered", append(fields, zap.String("reason", it.detail), zap.Error(it.err))...)
+		fields = append(fields, zap.String("reason", it.detail), zap.Error(it.err))
 	case commands.OutcomeFailed:
-		a.log.Error("message failed; it will be redelivered", append(fields, zap.Error(it.err))...)
+		fields = append(fields, zap.Error(it.err))
 	case commands.OutcomeNotFound:
-		a.log.Debug("message not claimable", fields...)
 	default:
-		a.log.Debug("message handled", append(fields, zap.String("detail", it.detail))...)
+		fields = append(fields, zap.String("detail", it.detail))
 	}
-	execute(a, w.kind, it.outcome, w.responder(), commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}, nil)
+	ce.Write(fields...)
 }
