@@ -37,7 +37,8 @@ run: build
 demo:
 	scripts/with-db.sh $(GO) run ./cmd/demo
 
-# SPEC §10 figures with their baselines, measured in one run (results in .bench/).
+# The performance figures with their baselines, measured in one run (results in .bench/;
+# see docs/performance.md).
 bench:
 	scripts/with-db.sh $(GO) run ./cmd/bench
 

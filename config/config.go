@@ -28,7 +28,8 @@ func (m Mode) Listens() bool { return m == ModeHybrid || m == ModeEventDriven }
 // Polls reports whether the mode runs the periodic fallback poller.
 func (m Mode) Polls() bool { return m == ModeHybrid || m == ModePolling }
 
-// Config is every setting of the consumer. The env tags are the contract of SPEC §7.
+// Config is every setting of the consumer. The env tags are part of the product's outside
+// contract (docs/configuration.md): rename one only with a migration path.
 type Config struct {
 	DatabaseURL       string        `env:"DATABASE_URL, required"`
 	ListenDatabaseURL string        `env:"LISTEN_DATABASE_URL"`
@@ -46,7 +47,7 @@ type Config struct {
 	LogLevel          string        `env:"LOG_LEVEL, default=info"`
 	LogFormat         string        `env:"LOG_FORMAT, default=json"`
 
-	// Beyond SPEC §7 (each listed in the README):
+	// Tuning knobs (also listed in docs/configuration.md):
 	BatchSize    int           `env:"CONSUMER_BATCH_SIZE, default=64"`              // messages per handler transaction
 	DBMaxConns   int           `env:"CONSUMER_DB_MAX_CONNS"`                        // pool size; 0 = concurrency + 4
 	ListenerPing time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL, default=15s"` // idle health ping of the LISTEN connection

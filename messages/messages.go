@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Queue names of the orchestration side (SPEC §3).
+// Queue names of the orchestration side; outside programs depend on them (docs/protocol.md).
 const (
 	QueueTaskRequests      = "orchestration_task_requests"
 	QueueStepResults       = "orchestration_step_results"
@@ -50,7 +50,7 @@ func invalid(field, format string, args ...any) error {
 // MaxKeyLength bounds request_id and idempotency_key: they are indexed.
 const MaxKeyLength = 255
 
-// TaskRequest is the body of orchestration_task_requests (SPEC §5.1).
+// TaskRequest is the body of orchestration_task_requests.
 type TaskRequest struct {
 	RequestID   string          `json:"request_id,omitempty"`
 	TaskRequest TaskRequestSpec `json:"task_request"`
@@ -91,7 +91,7 @@ func NewTaskRequest(spec TaskRequestSpec, requester string, now time.Time) (Task
 	return TaskRequest{RequestID: requestID.String(), TaskRequest: spec, Metadata: meta}, nil
 }
 
-// StepDispatch is the body sent to worker_<namespace>_queue (SPEC §5.2).
+// StepDispatch is the body sent to worker_<namespace>_queue.
 type StepDispatch struct {
 	TaskUUID          uuid.UUID                  `json:"task_uuid"`
 	StepUUID          uuid.UUID                  `json:"step_uuid"`
@@ -113,7 +113,8 @@ type HandlerSpec struct {
 	Initialization json.RawMessage `json:"initialization"`
 }
 
-// StepStatus is the outcome a worker reports (TAS-153: an enum, not string matching).
+// StepStatus is the outcome a worker reports, parsed once into an enum so that nothing
+// downstream compares strings.
 type StepStatus int
 
 const (
@@ -169,7 +170,7 @@ func (s *StepStatus) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// StepResult is the body of orchestration_step_results (SPEC §5.3).
+// StepResult is the body of orchestration_step_results.
 type StepResult struct {
 	TaskUUID      uuid.UUID         `json:"task_uuid"`
 	StepUUID      uuid.UUID         `json:"step_uuid"`
@@ -225,12 +226,12 @@ func (r *StepExecutionInfo) BackoffHintDuration() *time.Duration {
 	return &d
 }
 
-// Finalization is the body of orchestration_task_finalizations (SPEC §5.4).
+// Finalization is the body of orchestration_task_finalizations.
 type Finalization struct {
 	TaskUUID uuid.UUID `json:"task_uuid"`
 }
 
-// DeadLetter is the body of orchestration_dlq (SPEC §5.5).
+// DeadLetter is the body of orchestration_dlq.
 type DeadLetter struct {
 	SourceQueue    string          `json:"source_queue"`
 	SourceMsgID    int64           `json:"source_msg_id"`

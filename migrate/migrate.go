@@ -104,7 +104,8 @@ func UpConn(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (rep Report, e
 	return rep, nil
 }
 
-// ensurePGMQ applies the detection order of SPEC §4.1.
+// ensurePGMQ finds or installs PGMQ, preferring the extension, then an existing SQL-only
+// install, then the bundled schema (docs/protocol.md, "PGMQ itself").
 func ensurePGMQ(ctx context.Context, conn *pgx.Conn) (PGMQSource, string, error) {
 	var installed, available, hasSend bool
 	var schemaComment *string

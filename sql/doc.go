@@ -10,8 +10,9 @@ import "embed"
 //go:embed migrations/*.sql
 var Migrations embed.FS
 
-// BundledPGMQ is the project's own PGMQ-compatible schema (SPEC §4.1, case 3). The script is
-// idempotent: re-running it upgrades a bundled install in place and never touches queue data.
+// BundledPGMQ is the project's own PGMQ-compatible schema, installed only when the database has
+// neither the pgmq extension nor a SQL-only PGMQ (docs/protocol.md, "PGMQ itself"). The script
+// is idempotent: re-running it upgrades a bundled install in place and never touches queue data.
 //
 //go:embed pgmq/pgmq.sql
 var BundledPGMQ string

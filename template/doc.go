@@ -1,5 +1,5 @@
 // Package template parses and validates workflow templates: the YAML files
-// that describe a DAG of steps for one namespace/name/version (SPEC §6).
+// that describe a DAG of steps for one namespace/name/version (format: docs/templates.md).
 //
 // The package is pure Go and knows nothing about the database or PGMQ, so
 // templates can be checked offline (in tests, in CI, by `consumer` at start-up)

@@ -10,7 +10,7 @@ import (
 )
 
 // IdentityStrategy decides when two task requests for the same template are
-// the same task (SPEC §5.1).
+// the same task (docs/protocol.md, "Deduplication").
 type IdentityStrategy string
 
 const (
@@ -23,7 +23,7 @@ const (
 	IdentityAlwaysUnique IdentityStrategy = "always_unique"
 )
 
-// Retry defaults (SPEC §6), applied to every field a template leaves out.
+// Retry defaults, applied to every field a template leaves out.
 const (
 	DefaultRetryable   = true
 	DefaultMaxAttempts = 3
@@ -32,7 +32,7 @@ const (
 )
 
 // MaxNamespaceLen is the longest namespace allowed: "worker_" + namespace +
-// "_queue" must fit PGMQ's queue-name limit (SPEC §3).
+// "_queue" must fit PGMQ's 47-character queue-name limit.
 const MaxNamespaceLen = 29
 
 // Template is a parsed workflow template.
@@ -57,7 +57,7 @@ type Step struct {
 }
 
 // Handler tells a worker what to run for a step. Initialization is passed to
-// the worker verbatim in every dispatch (SPEC §5.2).
+// the worker verbatim in every dispatch.
 type Handler struct {
 	Callable       string
 	Initialization map[string]any
@@ -83,7 +83,7 @@ func DefaultRetry() Retry {
 }
 
 // WorkerQueue returns the PGMQ queue that carries step dispatches for a
-// namespace (SPEC §3).
+// namespace.
 func WorkerQueue(namespace string) string {
 	return "worker_" + namespace + "_queue"
 }
@@ -276,7 +276,7 @@ func (t *Template) identityStrategy() IdentityStrategy {
 // package holds no random state and tests are deterministic. A nil rnd means
 // no jitter: the full delay d is returned.
 //
-// When hint is non-nil (a worker's backoff_hint, SPEC §5.3) it replaces the
+// When hint is non-nil (a worker's backoff_hint) it replaces the
 // computed delay without jitter, because the worker knows something concrete
 // (for example a Retry-After); it is still capped at BackoffMax and never
 // negative.

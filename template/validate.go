@@ -18,7 +18,7 @@ var (
 
 // ValidateNamespace reports whether ns can name a namespace: lower case
 // [a-z][a-z0-9_]* and at most MaxNamespaceLen characters, so the derived
-// worker queue name is a valid PGMQ queue name (SPEC §3).
+// worker queue name is a valid PGMQ queue name.
 func ValidateNamespace(ns string) error {
 	switch {
 	case ns == "":

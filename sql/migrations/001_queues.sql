@@ -1,4 +1,5 @@
--- Claiming and notification on top of PGMQ (SPEC §4.2), plus the orchestration queues.
+-- Claiming and notification on top of PGMQ, plus the orchestration queues (docs/protocol.md,
+-- "SQL the project installs").
 -- Written for any PGMQ from 1.5 on (extension, SQL-only install, or the bundled schema): it only
 -- relies on the documented q_<queue> table columns and pgmq.create.
 

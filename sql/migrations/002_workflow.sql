@@ -1,7 +1,7 @@
--- Workflow state (SPEC §4.3): the template registry, tasks, their steps and dependency edges,
--- append-only transition history, and the dispatch log. Written and read by the workflow
--- package; operators and scripts read the two views at the end, whose names and columns are
--- part of the product contract.
+-- Workflow state: the template registry, tasks, their steps and dependency edges, append-only
+-- transition history, and the dispatch log. Written and read by the workflow package;
+-- operators and scripts read the two views at the end, whose names and columns are part of the
+-- product contract (docs/protocol.md).
 --
 -- Concurrency model: every handler that changes a task locks the task row first
 -- (SELECT … FOR UPDATE), so the steps of one task are only ever changed by one transaction at a
@@ -147,7 +147,7 @@ CREATE TABLE tasker.workflow_step_dispatches (
   PRIMARY KEY (step_uuid, attempt)
 );
 
--- Public read model (SPEC §4.3): names, columns and column types are fixed.
+-- Public read model: names, columns and column types are fixed (docs/protocol.md, "Status views").
 CREATE VIEW tasker.task_status AS
 SELECT t.task_uuid,
        t.correlation_id,
