@@ -45,6 +45,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/consumer/internal/proc"
+	"github.com/tasker-systems/consumer/internal/stats"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/template"
@@ -283,15 +284,15 @@ func (d *demo) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	stats := summarize(d.templates, d.tasks)
-	d.printSummary(stats)
+	sum := summarize(d.templates, d.tasks)
+	d.printSummary(sum)
 	d.stopAll()
 	fmt.Fprintln(d.stdout, d.stopLine)
 	switch {
 	case ctx.Err() != nil:
 		fmt.Fprintln(d.stderr, "demo: interrupted")
 		return exitInterrupted, nil
-	case !stats.total.ok() || !d.stopOK:
+	case !sum.total.ok() || !d.stopOK:
 		return exitFailure, nil
 	}
 	return exitOK, nil
@@ -610,8 +611,8 @@ func (d *demo) progressDone() {
 	d.barActive = false
 }
 
-// stats is the outcome of a group of tasks (one template, or all).
-type stats struct {
+// tally is the outcome of a group of tasks (one template, or all).
+type tally struct {
 	name                   string
 	tasks, complete, error int
 	unfinished, wrong      int
@@ -620,11 +621,11 @@ type stats struct {
 	latencies              []time.Duration
 }
 
-func (s *stats) ok() bool {
+func (s *tally) ok() bool {
 	return s.complete == s.tasks && s.wrong == 0
 }
 
-func (s *stats) add(t *task) {
+func (s *tally) add(t *task) {
 	s.tasks++
 	s.steps += t.steps
 	s.retries += t.retries
@@ -649,16 +650,16 @@ func (s *stats) add(t *task) {
 
 // summary holds per-template and overall statistics.
 type summary struct {
-	templates []*stats
-	total     *stats
+	templates []*tally
+	total     *tally
 }
 
 // summarize groups the tasks by template, in the templates' order.
 func summarize(ts []*template.Template, tasks []*task) summary {
-	s := summary{total: &stats{name: "total"}}
-	byKey := make(map[string]*stats)
+	s := summary{total: &tally{name: "total"}}
+	byKey := make(map[string]*tally)
 	for _, t := range ts {
-		st := &stats{name: t.Name}
+		st := &tally{name: t.Name}
 		byKey[t.Key()] = st
 		s.templates = append(s.templates, st)
 	}
@@ -670,7 +671,7 @@ func summarize(ts []*template.Template, tasks []*task) summary {
 }
 
 // resultsColumn says whether the results of a group's complete tasks are the expected ones.
-func (s *stats) resultsColumn() string {
+func (s *tally) resultsColumn() string {
 	switch {
 	case s.complete == 0:
 		return "-"
@@ -699,7 +700,7 @@ func (d *demo) printSummary(s summary) {
 	row("template", "tasks", "complete", "error", "unfinished", "retries", "p50", "p99", "results")
 	for _, st := range append(s.templates, s.total) {
 		row(st.name, fmt.Sprint(st.tasks), fmt.Sprint(st.complete), fmt.Sprint(st.error), fmt.Sprint(st.unfinished),
-			fmt.Sprint(st.retries), shortDuration(percentile(st.latencies, 50)), shortDuration(percentile(st.latencies, 99)),
+			fmt.Sprint(st.retries), shortDuration(stats.Percentile(st.latencies, 50)), shortDuration(stats.Percentile(st.latencies, 99)),
 			st.resultsColumn())
 	}
 	fmt.Fprintln(w)
