@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/messages"
 )
 
@@ -227,7 +228,7 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 			if d.Reason == "" {
 				noReason.add("%s/%d (%s)", bm.queue, m, bm.kind)
 			} else if !slices.Contains(bm.reasons, d.Reason) {
-				unexpectedReason = append(unexpectedReason, fmt.Sprintf("%s: %s (%s), expected %s", bm.kind, d.Reason, firstLine(d.Error), strings.Join(bm.reasons, " or ")))
+				unexpectedReason = append(unexpectedReason, fmt.Sprintf("%s: %s (%s), expected %s", bm.kind, d.Reason, textutil.FirstLine(d.Error), strings.Join(bm.reasons, " or ")))
 			}
 			if !sameJSON(d.Message, bm.body) {
 				badBody.add("%s/%d (%s): dead letter does not carry the original body", bm.queue, m, bm.kind)
@@ -248,7 +249,7 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 	var unexplained counter
 	for _, d := range dls {
 		if !matched[d.msgID] {
-			unexplained.add("dlq msg %d from %s/%d: %s: %s", d.msgID, d.SourceQueue, d.SourceMsgID, d.Reason, firstLine(d.Error))
+			unexplained.add("dlq msg %d from %s/%d: %s: %s", d.msgID, d.SourceQueue, d.SourceMsgID, d.Reason, textutil.FirstLine(d.Error))
 		}
 	}
 	unexplained.report(h, "unexpected dead letters (a worker's result or a request the suite did not send as invalid)")
@@ -522,7 +523,7 @@ func scanLog(path string) (logCounts, error) {
 			strings.Contains(line, `"level":"dpanic"`):
 			c.panics++
 			if c.firstPanic == "" {
-				c.firstPanic = truncate(line, 300)
+				c.firstPanic = textutil.Truncate(line, 300)
 			}
 		}
 		if strings.Contains(line, "dispatched twice (refused)") {
@@ -607,11 +608,4 @@ func formatCounts(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -16,8 +16,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/internal/proc"
 	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/internal/textutil"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -94,7 +97,7 @@ func newHarness(ctx context.Context, s *Suite, sc scenario) (*harness, error) {
 		return nil, err
 	}
 	cfg.MaxConns = suitePoolConns
-	cfg.ConnConfig.RuntimeParams["application_name"] = "chaos-suite"
+	appname.Default(cfg.ConnConfig.RuntimeParams, "chaos-suite")
 	if h.pool, err = pgxpool.NewWithConfig(cctx, cfg); err != nil {
 		h.dropDB()
 		return nil, err
@@ -187,23 +190,13 @@ func (h *harness) recovered(d time.Duration) {
 	h.recoveries = append(h.recoveries, d)
 }
 
-// jitter returns a random duration in [lo, hi).
+// jitter returns a random duration in [lo, hi) from the scenario's seeded source.
 func (h *harness) jitter(lo, hi time.Duration) time.Duration {
-	h.rngMu.Lock()
-	defer h.rngMu.Unlock()
-	return lo + time.Duration(h.rng.Int64N(int64(hi-lo)))
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return timeutil.Between(lo, hi, func() float64 {
+		h.rngMu.Lock()
+		defer h.rngMu.Unlock()
+		return h.rng.Float64()
+	})
 }
 
 // ---- processes ----
@@ -299,7 +292,7 @@ func (h *harness) start(ctx context.Context, n *node) error {
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := proc.WaitReady(rctx, p, n.addr); err != nil {
-		return fmt.Errorf("%s (start #%d, log %s): %s", n.name(), n.starts, n.log, firstLine(err.Error()))
+		return fmt.Errorf("%s (start #%d, log %s): %s", n.name(), n.starts, n.log, textutil.FirstLine(err.Error()))
 	}
 	return nil
 }
@@ -436,7 +429,7 @@ func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners
 			h.recovered(d)
 			return d, nil
 		}
-		if err := sleep(ctx, 25*time.Millisecond); err != nil {
+		if err := timeutil.Sleep(ctx, 25*time.Millisecond); err != nil {
 			return time.Since(at), fmt.Errorf("not recovered %s after the fault: %s", recoveryTimeout, why)
 		}
 	}
@@ -487,7 +480,7 @@ func (h *harness) waitQuiescent(ctx context.Context, timeout time.Duration) (que
 				quietRounds = 0
 			}
 		}
-		if sleep(ctx, 200*time.Millisecond) != nil {
+		if timeutil.Sleep(ctx, 200*time.Millisecond) != nil {
 			return last, false
 		}
 	}
@@ -527,7 +520,7 @@ func (h *harness) send(ctx context.Context, queue string, body json.RawMessage) 
 			return id, nil
 		}
 		lastErr = err
-		if errors.Is(err, pgmq.ErrInvalidQueueName) || try > 300 || sleep(ctx, 100*time.Millisecond) != nil {
+		if errors.Is(err, pgmq.ErrInvalidQueueName) || try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
 			return 0, lastErr
 		}
 	}
@@ -544,7 +537,7 @@ func (h *harness) sendBatch(ctx context.Context, queue string, bodies []json.Raw
 			return ids, nil
 		}
 		lastErr = err
-		if try > 300 || sleep(ctx, 100*time.Millisecond) != nil {
+		if try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
 			return nil, lastErr
 		}
 	}
@@ -561,11 +554,4 @@ func (h *harness) insertAged(ctx context.Context, queue string, body []byte, rea
 		`INSERT INTO pgmq.q_%s (vt, message, read_ct) VALUES (clock_timestamp(), $1::jsonb, $2) RETURNING msg_id`, queue),
 		body, readCt).Scan(&id)
 	return id, err
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i] + " …"
-	}
-	return s
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/messages"
 )
 
@@ -345,7 +346,7 @@ func (h *harness) startDuplicator(ctx context.Context) (stop func() int) {
 	go func() {
 		defer close(done)
 		var last int64
-		for sleep(ctx, 30*time.Millisecond) == nil {
+		for timeutil.Sleep(ctx, 30*time.Millisecond) == nil {
 			rows, err := h.pool.Query(ctx, `
 				SELECT id, body FROM chaos.sent
 				WHERE queue = 'orchestration_step_results' AND id > $1 AND jsonb_typeof(body) = 'object'

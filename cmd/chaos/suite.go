@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/consumer/internal/proc"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 )
 
 // Options tune a suite run.
@@ -233,7 +234,7 @@ func (s *Suite) sampleConnections(ctx context.Context) {
 			_ = conn.Close(context.Background())
 		}
 	}()
-	for sleep(ctx, 250*time.Millisecond) == nil {
+	for timeutil.Sleep(ctx, 250*time.Millisecond) == nil {
 		if conn == nil || conn.IsClosed() {
 			c, err := pgx.Connect(ctx, s.admin)
 			if err != nil {

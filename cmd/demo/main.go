@@ -44,8 +44,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/internal/proc"
 	"github.com/tasker-systems/consumer/internal/stats"
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/template"
@@ -205,9 +207,7 @@ func (d *demo) run(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	poolCfg.MaxConns = 4
-	if _, set := poolCfg.ConnConfig.RuntimeParams["application_name"]; !set {
-		poolCfg.ConnConfig.RuntimeParams["application_name"] = "consumer-demo"
-	}
+	appname.Default(poolCfg.ConnConfig.RuntimeParams, "consumer-demo")
 	where := fmt.Sprintf("database %q on %s:%d", poolCfg.ConnConfig.Database, poolCfg.ConnConfig.Host, poolCfg.ConnConfig.Port)
 	d.say("demo: %d templates × %d tasks, %s", len(d.templates), d.perTemplate, where)
 	if d.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
@@ -259,7 +259,7 @@ func (d *demo) run(ctx context.Context) (int, error) {
 			return 0, ctx.Err()
 		}
 		// WaitReady includes the whole log when the process exited; keep it short.
-		return 0, fmt.Errorf("consumer did not become ready: %s\n%s", firstLine(err.Error()), tail(d.consumer.Log(), 15))
+		return 0, fmt.Errorf("consumer did not become ready: %s\n%s", textutil.FirstLine(err.Error()), tail(d.consumer.Log(), 15))
 	}
 	d.say("consumer ready in %s (http://%s/readyz, /metrics)", time.Since(started).Round(10*time.Millisecond), addr)
 	d.worker, err = proc.Start("example-worker", bins.Worker, nil, withDefaults(
@@ -799,12 +799,6 @@ func (d *demo) pickTask() *task {
 		return retried
 	}
 	return first
-}
-
-// firstLine returns s up to its first newline.
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }
 
 // tail returns the last n lines of s, indented.

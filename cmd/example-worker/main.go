@@ -38,6 +38,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	envnames "github.com/tasker-systems/consumer/config"
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/worker"
 )
 
@@ -130,9 +131,7 @@ func loadConfig(ctx context.Context, env envconfig.Lookuper) (*config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %v", err)
 	}
-	if _, set := pool.ConnConfig.RuntimeParams["application_name"]; !set {
-		pool.ConnConfig.RuntimeParams["application_name"] = applicationName
-	}
+	appname.Default(pool.ConnConfig.RuntimeParams, applicationName)
 	if c.ListenDatabaseURL == "" {
 		c.ListenDatabaseURL = c.DatabaseURL
 	}
