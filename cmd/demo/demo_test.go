@@ -200,6 +200,13 @@ func TestSummaryAndProblems(t *testing.T) {
 	if strings.Contains(problems, "n=3") || strings.Contains(problems, "linear n=1") {
 		t.Errorf("problems list an unfinished or a good task:\n%s", problems)
 	}
+	dup := &task{tmpl: linear, n: 9, msgID: 45, duplicate: true}
+	if !dup.finished() || dup.complete() {
+		t.Error("a duplicate request is not finished without completing")
+	}
+	if p := (&demo{tasks: []*task{dup}}).problems(); len(p) != 1 || !strings.Contains(p[0], "linear n=9: request acknowledged as a duplicate") {
+		t.Errorf("problems of a duplicate: %q", p)
+	}
 	d.tasks = append(d.tasks, &task{tmpl: linear, taskUUID: uuid.New(), state: "steps_in_process"},
 		&task{tmpl: linear, taskUUID: uuid.New(), state: "steps_in_process"}, &task{tmpl: linear, taskUUID: uuid.New(), state: "pending"})
 	if got, want := d.unfinishedStates(), "steps_in_process 2, no task yet 1, pending 1"; got != want {

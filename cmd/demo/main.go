@@ -5,14 +5,15 @@
 // testdata/templates; nothing is dropped or purged), submits task requests for every template
 // with distinct contexts ({"n": 1…N} plus a per-run nonce, so a second run creates new tasks
 // instead of duplicates), draws a progress bar on stderr while they run and prints a summary:
-// per template the tasks, their outcomes, retries, the p50/p99 latency from the task's
-// created_at to completed_at (tasker.task_status) and whether every step's result is the value
-// the example worker must compute. Finally it stops both processes with SIGTERM and checks that
-// they exit 0.
+// per template the tasks, their outcomes (internal/outcome tells created, duplicate and
+// dead-lettered requests apart), retries, the p50/p99 latency from the task's created_at to
+// completed_at (tasker.task_status; percentiles as internal/stats defines them) and whether
+// every step's result is the value the example worker must compute. Finally it stops both
+// processes with SIGTERM and checks that they exit 0.
 //
 // The exit status is 0 when every task completed with the expected results and both processes
-// stopped cleanly, 1 otherwise (a failed, dead-lettered or unfinished task, a wrong result, a
-// process that died), 2 for a usage error and 130 when interrupted.
+// stopped cleanly, 1 otherwise (a failed, dead-lettered, duplicate or unfinished task, a wrong
+// result, a process that died), 2 for a usage error and 130 when interrupted.
 //
 // Usage:
 //
@@ -45,6 +46,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/consumer/internal/appname"
+	"github.com/tasker-systems/consumer/internal/dlq"
+	"github.com/tasker-systems/consumer/internal/outcome"
 	"github.com/tasker-systems/consumer/internal/proc"
 	"github.com/tasker-systems/consumer/internal/stats"
 	"github.com/tasker-systems/consumer/internal/textutil"
@@ -62,8 +65,7 @@ const (
 	readyTimeout = time.Minute      // first start: migration and template registration included
 	stopTimeout  = 45 * time.Second // above the processes' default 30s shutdown timeouts
 	pollEvery    = 100 * time.Millisecond
-	dlqEvery     = 2 * time.Second // how often requests without a task are looked for in the DLQ
-	submitChunk  = 500             // task requests per pgmq.send_batch
+	submitChunk  = 500 // task requests per pgmq.send_batch
 )
 
 // Exit statuses.
@@ -150,18 +152,19 @@ type demo struct {
 	barActive bool
 
 	tasks    []*task
+	dlqSince int64         // the DLQ's watermark before the submission (see dlq.Watermark)
 	waited   time.Duration // from the first submission to the end of the wait
 	timedOut bool
 }
 
 // task is one submitted task request and what became of it.
 type task struct {
-	tmpl          *template.Template
-	n             int64
-	correlationID uuid.UUID
-	msgID         int64
+	tmpl      *template.Template
+	n         int64
+	requestID string
+	msgID     int64
 
-	// From tasker.task_status, once the task exists.
+	// From outcome.Lookup: the task once it exists (tasker.task_status), or the request's fate.
 	taskUUID    uuid.UUID
 	state       string
 	createdAt   time.Time
@@ -173,10 +176,13 @@ type task struct {
 	checked bool
 
 	deadLetter string // the DLQ reason, when the request was dead-lettered instead
+	duplicate  bool   // the request was acknowledged as a duplicate of an existing task
 }
 
-func (t *task) finished() bool { return t.deadLetter != "" || workflow.TaskFinished(t.state) }
-func (t *task) complete() bool { return t.state == "complete" }
+func (t *task) finished() bool {
+	return t.deadLetter != "" || t.duplicate || workflow.TaskFinished(t.state)
+}
+func (t *task) complete() bool { return t.state == workflow.TaskComplete }
 
 // run performs the demo. An error is a setup or runtime failure; otherwise the exit status.
 func (d *demo) run(ctx context.Context) (int, error) {
@@ -321,8 +327,8 @@ func workerNamespace(ts []*template.Template) string {
 // consumer and the worker run them too, so this run's tasks may take longer.
 func (d *demo) noteBacklog(ctx context.Context) {
 	var n int
-	err := d.pool.QueryRow(ctx, `SELECT count(*) FROM tasker.task_status
-		WHERE state NOT IN ('complete', 'error', 'cancelled')`).Scan(&n)
+	err := d.pool.QueryRow(ctx, `SELECT count(*) FROM tasker.task_status WHERE state <> ALL($1::text[])`,
+		[]string{workflow.TaskComplete, workflow.TaskError, workflow.TaskCancelled}).Scan(&n)
 	if err == nil && n > 0 {
 		d.say("note: %d unfinished tasks from earlier runs are in the database; they run too", n)
 	}
@@ -351,10 +357,14 @@ func (d *demo) submit(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			correlationID := req.TaskRequest.CorrelationID
 			bodies = append(bodies, body)
-			d.tasks = append(d.tasks, &task{tmpl: t, n: int64(i), correlationID: correlationID})
+			d.tasks = append(d.tasks, &task{tmpl: t, n: int64(i), requestID: req.RequestID})
 		}
+	}
+	// Before the send: the dead letters of these requests, if any, lie above it.
+	var err error
+	if d.dlqSince, err = dlq.Watermark(ctx, d.pool); err != nil {
+		return err
 	}
 	for from := 0; from < len(bodies); from += submitChunk {
 		to := min(from+submitChunk, len(bodies))
@@ -379,16 +389,9 @@ func (d *demo) wait(ctx context.Context) error {
 	d.bar, d.barActive = newProgress(d.stderr), true
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
-	var lastDLQ time.Time
 	for {
 		if err := d.refresh(waitCtx); err != nil && waitCtx.Err() == nil {
 			return err
-		}
-		if time.Since(lastDLQ) >= dlqEvery {
-			if err := d.findDeadLetters(waitCtx); err != nil && waitCtx.Err() == nil {
-				return err
-			}
-			lastDLQ = time.Now()
 		}
 		complete, failed, finished := d.counts()
 		line := progressLine(complete, failed, len(d.tasks), time.Since(start))
@@ -435,70 +438,34 @@ func (d *demo) counts() (complete, failed, finished int) {
 	return complete, failed, complete + failed
 }
 
-// refresh reads the public view tasker.task_status for the tasks not finished yet (each task
-// request carries its own correlation id).
+// refresh looks up what became of the requests not finished yet (outcome.Lookup): their
+// tasks' state and times, or their dead letter.
 func (d *demo) refresh(ctx context.Context) error {
-	byCorrelation := make(map[uuid.UUID]*task)
-	var ids []uuid.UUID
+	var open []*task
+	var reqs []outcome.Request
 	for _, t := range d.tasks {
 		if !t.finished() {
-			byCorrelation[t.correlationID] = t
-			ids = append(ids, t.correlationID)
+			open = append(open, t)
+			reqs = append(reqs, outcome.Request{RequestID: t.requestID, MsgID: t.msgID})
 		}
 	}
-	if len(ids) == 0 {
+	if len(reqs) == 0 {
 		return nil
 	}
-	rows, err := d.pool.Query(ctx, `SELECT correlation_id, task_uuid, state, created_at, completed_at
-		FROM tasker.task_status WHERE correlation_id = ANY($1::uuid[])`, ids)
+	os, err := outcome.Lookup(ctx, d.pool, d.dlqSince, reqs)
 	if err != nil {
-		return fmt.Errorf("read task status: %w", err)
+		return err
 	}
-	var correlationID, taskUUID uuid.UUID
-	var state string
-	var createdAt time.Time
-	var completedAt *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&correlationID, &taskUUID, &state, &createdAt, &completedAt}, func() error {
-		if t := byCorrelation[correlationID]; t != nil {
-			t.taskUUID, t.state, t.createdAt, t.completedAt = taskUUID, state, createdAt, completedAt
+	for i, o := range os {
+		t := open[i]
+		switch o.Kind {
+		case outcome.Created:
+			t.taskUUID, t.state, t.createdAt, t.completedAt = o.Task.TaskUUID, o.Task.State, o.Task.CreatedAt, o.Task.CompletedAt
+		case outcome.DeadLettered:
+			t.deadLetter = o.DeadLetter.Reason + ": " + o.DeadLetter.Error
+		case outcome.Duplicate:
+			t.duplicate = true
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read task status: %w", err)
-	}
-	return nil
-}
-
-// findDeadLetters looks in the DLQ for requests that created no task: a request the consumer
-// could not process is dead-lettered (SPEC §2), and waiting for it would be pointless.
-func (d *demo) findDeadLetters(ctx context.Context) error {
-	byMsgID := make(map[string]*task)
-	var ids []string
-	for _, t := range d.tasks {
-		if t.taskUUID == uuid.Nil && t.deadLetter == "" {
-			id := fmt.Sprint(t.msgID)
-			byMsgID[id], ids = t, append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	rows, err := d.pool.Query(ctx, `SELECT message->>'source_msg_id', coalesce(message->>'reason', '') || ': ' || coalesce(message->>'error', '')
-		FROM pgmq.q_`+messages.QueueDLQ+` WHERE message->>'source_queue' = $1 AND message->>'source_msg_id' = ANY($2::text[])`,
-		messages.QueueTaskRequests, ids)
-	if err != nil {
-		return fmt.Errorf("read dead letters: %w", err)
-	}
-	var msgID, reason string
-	_, err = pgx.ForEachRow(rows, []any{&msgID, &reason}, func() error {
-		if t := byMsgID[msgID]; t != nil {
-			t.deadLetter = reason
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read dead letters: %w", err)
 	}
 	return nil
 }
@@ -743,6 +710,8 @@ func (d *demo) problems() []string {
 		switch {
 		case t.deadLetter != "":
 			out = append(out, fmt.Sprintf("%s: request dead-lettered (%s)", label, t.deadLetter))
+		case t.duplicate:
+			out = append(out, fmt.Sprintf("%s: request acknowledged as a duplicate of an earlier task", label))
 		case !t.finished():
 			// Summarized by unfinishedStates.
 		case !t.complete():
