@@ -22,6 +22,7 @@ import (
 	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/workflow"
 )
 
 // Settings shared by every scenario; scenarios add or override environment variables.
@@ -202,15 +203,11 @@ func (h *harness) jitter(lo, hi time.Duration) time.Duration {
 // ---- processes ----
 
 func (h *harness) baseEnv() []string {
-	level := h.s.opts.LogLevel
-	if level == "" {
-		level = "info"
-	}
 	return []string{
 		"DATABASE_URL=" + h.dbURL,
 		"LISTEN_DATABASE_URL=" + h.dbURL,
 		"PGAPPNAME=",
-		"LOG_LEVEL=" + level,
+		"LOG_LEVEL=" + h.s.opts.LogLevel,
 		"LOG_FORMAT=json",
 	}
 }
@@ -418,8 +415,8 @@ func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners
 			var progressed bool
 			err := h.pool.QueryRow(ctx, `
 				SELECT EXISTS (SELECT 1 FROM tasker.workflow_tasks WHERE completed_at > $1)
-				    OR NOT EXISTS (SELECT 1 FROM tasker.workflow_tasks WHERE state NOT IN ('complete', 'error', 'cancelled'))`,
-				at).Scan(&progressed)
+				    OR NOT EXISTS (SELECT 1 FROM tasker.workflow_tasks WHERE state <> ALL($2::text[]))`,
+				at, finishedStates()).Scan(&progressed)
 			if err != nil || !progressed {
 				ok, why = false, "no task completed since the fault"
 			}
@@ -433,6 +430,11 @@ func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners
 			return time.Since(at), fmt.Errorf("not recovered %s after the fault: %s", recoveryTimeout, why)
 		}
 	}
+}
+
+// finishedStates are the task states after which nothing happens to a task.
+func finishedStates() []string {
+	return []string{workflow.TaskComplete, workflow.TaskError, workflow.TaskCancelled}
 }
 
 // queueState is what quiescence waits for.
@@ -456,7 +458,7 @@ func (h *harness) queueState(ctx context.Context) (queueState, error) {
 		       (SELECT count(*) FROM pgmq.q_orchestration_step_results),
 		       (SELECT count(*) FROM pgmq.q_orchestration_task_finalizations),
 		       (SELECT count(*) FROM pgmq.q_worker_demo_queue),
-		       (SELECT count(*) FROM tasker.workflow_tasks WHERE state NOT IN ('complete', 'error', 'cancelled'))`,
+		       (SELECT count(*) FROM tasker.workflow_tasks WHERE state <> ALL($1::text[]))`, finishedStates(),
 	).Scan(&q.requests, &q.results, &q.finalizations, &q.worker, &q.unfinished)
 	return q, err
 }

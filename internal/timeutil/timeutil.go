@@ -2,6 +2,7 @@ package timeutil
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -39,4 +40,17 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// CeilSeconds rounds d up to whole seconds, PGMQ's unit of delays and visibility timeouts: a
+// 50ms retry delay waits 1s, never 0s. A d <= 0 is 0; a d beyond the int32 range saturates.
+func CeilSeconds(d time.Duration) int32 {
+	if d <= 0 {
+		return 0
+	}
+	s := d / time.Second
+	if d%time.Second != 0 {
+		s++
+	}
+	return int32(min(s, math.MaxInt32))
 }

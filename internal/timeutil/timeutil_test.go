@@ -3,6 +3,7 @@ package timeutil
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -47,5 +48,16 @@ func TestSleep(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Minute {
 		t.Fatalf("Sleep on a cancelled context waited %s", took)
+	}
+}
+
+func TestCeilSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int32{
+		-time.Second: 0, 0: 0, time.Nanosecond: 1, 50 * time.Millisecond: 1, time.Second: 1,
+		time.Second + 1: 2, 30 * time.Second: 30, math.MaxInt64: math.MaxInt32,
+	} {
+		if got := CeilSeconds(d); got != want {
+			t.Errorf("CeilSeconds(%v) = %d, want %d", d, got, want)
+		}
 	}
 }
