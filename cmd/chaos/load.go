@@ -77,7 +77,7 @@ func (m outMsg) queue() string {
 // bigPadding is about 1 MB of text.
 var bigPadding = strings.Repeat("chaos-padding-0123456789abcdef-", (1<<20)/31)
 
-// taskRequestBody is the SPEC §5.1 body of a valid request.
+// taskRequestBody is the body of a valid task request (see docs/protocol.md).
 func taskRequestBody(scenario string, r *request, i int) json.RawMessage {
 	ctx := map[string]any{"n": r.n, "request": r.id}
 	if r.big {

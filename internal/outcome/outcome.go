@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/consumer/internal/dlq"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/workflow"
 )
@@ -177,12 +178,8 @@ func Wait(ctx context.Context, db DB, dlqAfter int64, req Request, done func(Out
 		if done(os[0]) {
 			return os[0], nil
 		}
-		t := time.NewTimer(b.NextBackOff())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return os[0], fmt.Errorf("waiting for request %s: %w", req.RequestID, ctx.Err())
-		case <-t.C:
+		if err := timeutil.Sleep(ctx, b.NextBackOff()); err != nil {
+			return os[0], fmt.Errorf("waiting for request %s: %w", req.RequestID, err)
 		}
 	}
 }
