@@ -350,11 +350,11 @@ func (d *demo) refresh(ctx context.Context) error {
 	if len(reqs) == 0 {
 		return nil
 	}
-	os, err := outcome.Lookup(ctx, d.pool, d.dlqSince, reqs)
+	outs, err := outcome.Lookup(ctx, d.pool, d.dlqSince, reqs)
 	if err != nil {
 		return err
 	}
-	for i, o := range os {
+	for i, o := range outs {
 		t := open[i]
 		switch o.Kind {
 		case outcome.Created:

@@ -31,20 +31,6 @@ const (
 	DeadLettered
 )
 
-func (k Kind) String() string {
-	switch k {
-	case Pending:
-		return "pending"
-	case Created:
-		return "created"
-	case Duplicate:
-		return "duplicate"
-	case DeadLettered:
-		return "dead-lettered"
-	}
-	return fmt.Sprintf("Kind(%d)", int(k))
-}
-
 // Request is a submitted task request.
 type Request struct {
 	RequestID string // its request_id
@@ -171,15 +157,15 @@ func Wait(ctx context.Context, db DB, dlqAfter int64, req Request, done func(Out
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(PollMinDefault),
 		backoff.WithMaxInterval(PollMaxDefault), backoff.WithMaxElapsedTime(0))
 	for {
-		os, err := Lookup(ctx, db, dlqAfter, []Request{req})
+		got, err := Lookup(ctx, db, dlqAfter, []Request{req})
 		if err != nil {
 			return Outcome{}, err
 		}
-		if done(os[0]) {
-			return os[0], nil
+		if done(got[0]) {
+			return got[0], nil
 		}
 		if err := timeutil.Sleep(ctx, b.NextBackOff()); err != nil {
-			return os[0], fmt.Errorf("waiting for request %s: %w", req.RequestID, err)
+			return got[0], fmt.Errorf("waiting for request %s: %w", req.RequestID, err)
 		}
 	}
 }

@@ -94,13 +94,13 @@ func TestEveryOutcomeOfARequest(t *testing.T) {
 	unknown := submit(t, db, "missing", `{"n":6}`)
 	reqs := []outcome.Request{first, second, unknown}
 
-	os, err := outcome.Lookup(ctx, db.Pool, since, reqs)
+	outs, err := outcome.Lookup(ctx, db.Pool, since, reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, o := range os {
+	for i, o := range outs {
 		if o.Kind != outcome.Pending || o.Settled() {
-			t.Errorf("request %d before the consumer runs: %v (settled %v), want pending", i, o.Kind, o.Settled())
+			t.Errorf("request %d before the consumer runs: kind %d (settled %v), want pending", i, o.Kind, o.Settled())
 		}
 	}
 
@@ -112,11 +112,11 @@ func TestEveryOutcomeOfARequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	os, err = outcome.Lookup(ctx, db.Pool, since, reqs)
+	outs, err = outcome.Lookup(ctx, db.Pool, since, reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, duplicate := os[0], os[1]
+	created, duplicate := outs[0], outs[1]
 	if created.Kind == outcome.Duplicate {
 		created, duplicate = duplicate, created
 	}
@@ -127,7 +127,7 @@ func TestEveryOutcomeOfARequest(t *testing.T) {
 	if duplicate.Kind != outcome.Duplicate || !duplicate.Settled() || duplicate.Task.TaskUUID != uuid.Nil {
 		t.Errorf("the second of two equal requests: %+v, want a duplicate", duplicate)
 	}
-	if d := os[2]; d.Kind != outcome.DeadLettered || !d.Settled() || d.DeadLetter.Reason != "unknown_template" ||
+	if d := outs[2]; d.Kind != outcome.DeadLettered || !d.Settled() || d.DeadLetter.Reason != "unknown_template" ||
 		d.DeadLetter.SourceMsgID != unknown.MsgID || d.DeadLetter.SourceQueue != messages.QueueTaskRequests {
 		t.Errorf("a request for an unknown template: %+v, want its dead letter", d)
 	}
@@ -146,7 +146,7 @@ func TestSettled(t *testing.T) {
 		{outcome.Outcome{Kind: outcome.DeadLettered}, true},
 	} {
 		if got := c.o.Settled(); got != c.want {
-			t.Errorf("%v %q: Settled = %v, want %v", c.o.Kind, c.o.Task.State, got, c.want)
+			t.Errorf("kind %d %q: Settled = %v, want %v", c.o.Kind, c.o.Task.State, got, c.want)
 		}
 	}
 }
@@ -160,7 +160,7 @@ func TestWaitEndsWithItsContext(t *testing.T) {
 	looks := 0
 	o, err := outcome.Wait(ctx, db.Pool, 0, r, func(o outcome.Outcome) bool { looks++; return o.Settled() })
 	if !errors.Is(err, context.DeadlineExceeded) || o.Kind != outcome.Pending {
-		t.Fatalf("Wait = %v, %v; want pending and the deadline", o.Kind, err)
+		t.Fatalf("Wait = kind %d, %v; want pending and the deadline", o.Kind, err)
 	}
 	// With backoff from 10ms the 200ms allow a handful of looks, not one every millisecond.
 	if looks > 12 {
