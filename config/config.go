@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,31 +29,78 @@ func (m Mode) Listens() bool { return m == ModeHybrid || m == ModeEventDriven }
 // Polls reports whether the mode runs the periodic fallback poller.
 func (m Mode) Polls() bool { return m == ModeHybrid || m == ModePolling }
 
-// Config is every setting of the consumer. The env tags are part of the product's outside
-// contract (docs/configuration.md): rename one only with a migration path.
+// Defaults of the variables (see docs/configuration.md), applied by LoadFrom to every variable
+// that is not set. A variable that is set keeps its value even when it is empty or zero:
+// CONSUMER_HTTP_ADDR= disables the HTTP server, CONSUMER_CONCURRENCY=0 is an error.
+const (
+	ModeDefault              = ModeHybrid
+	VisibilityTimeoutDefault = 30 * time.Second
+	PollIntervalDefault      = time.Second
+	PollBatchSizeDefault     = 100
+	ConcurrencyDefault       = 8
+	MaxReadCountDefault      = 5
+	CommandBufferDefault     = 5000
+	NotifyBufferDefault      = 10000
+	ShutdownTimeoutDefault   = 30 * time.Second
+	HTTPAddrDefault          = ":9090"
+	LogLevelDefault          = "info"
+	LogFormatDefault         = "json"
+	BatchSizeDefault         = 64
+	ListenerPingDefault      = 15 * time.Second
+	ReconnectMaxDefault      = 10 * time.Second
+	// DBMaxConnsExtra is what the pool has beyond CONSUMER_CONCURRENCY when
+	// CONSUMER_DB_MAX_CONNS is unset or 0: the poller, the health checks and the batch
+	// transactions need connections of their own.
+	DBMaxConnsExtra = 4
+)
+
+// Config is every setting of the consumer. The env tags are the contract of
+// docs/configuration.md.
 type Config struct {
 	DatabaseURL       string        `env:"DATABASE_URL, required"`
-	ListenDatabaseURL string        `env:"LISTEN_DATABASE_URL"`
-	Mode              Mode          `env:"CONSUMER_MODE, default=hybrid"`
-	VisibilityTimeout time.Duration `env:"CONSUMER_VISIBILITY_TIMEOUT, default=30s"`
-	PollInterval      time.Duration `env:"CONSUMER_POLL_INTERVAL, default=1s"`
-	PollBatchSize     int           `env:"CONSUMER_POLL_BATCH_SIZE, default=100"`
-	Concurrency       int           `env:"CONSUMER_CONCURRENCY, default=8"`
-	MaxReadCount      int           `env:"CONSUMER_MAX_READ_COUNT, default=5"`
-	CommandBuffer     int           `env:"CONSUMER_COMMAND_BUFFER, default=5000"`
-	NotifyBuffer      int           `env:"CONSUMER_NOTIFICATION_BUFFER, default=10000"`
-	ShutdownTimeout   time.Duration `env:"CONSUMER_SHUTDOWN_TIMEOUT, default=30s"`
-	HTTPAddr          string        `env:"CONSUMER_HTTP_ADDR, default=:9090"`
+	ListenDatabaseURL string        `env:"LISTEN_DATABASE_URL"` // "": DatabaseURL
+	Mode              Mode          `env:"CONSUMER_MODE"`
+	VisibilityTimeout time.Duration `env:"CONSUMER_VISIBILITY_TIMEOUT"`
+	PollInterval      time.Duration `env:"CONSUMER_POLL_INTERVAL"`
+	PollBatchSize     int           `env:"CONSUMER_POLL_BATCH_SIZE"`
+	Concurrency       int           `env:"CONSUMER_CONCURRENCY"`
+	MaxReadCount      int           `env:"CONSUMER_MAX_READ_COUNT"`
+	CommandBuffer     int           `env:"CONSUMER_COMMAND_BUFFER"`
+	NotifyBuffer      int           `env:"CONSUMER_NOTIFICATION_BUFFER"`
+	ShutdownTimeout   time.Duration `env:"CONSUMER_SHUTDOWN_TIMEOUT"`
+	HTTPAddr          string        `env:"CONSUMER_HTTP_ADDR"`
 	TemplatePath      string        `env:"CONSUMER_TEMPLATE_PATH"`
-	LogLevel          string        `env:"LOG_LEVEL, default=info"`
-	LogFormat         string        `env:"LOG_FORMAT, default=json"`
+	LogLevel          string        `env:"LOG_LEVEL"`
+	LogFormat         string        `env:"LOG_FORMAT"`
 
-	// Tuning knobs (also listed in docs/configuration.md):
-	BatchSize    int           `env:"CONSUMER_BATCH_SIZE, default=64"`              // messages per handler transaction
-	DBMaxConns   int           `env:"CONSUMER_DB_MAX_CONNS"`                        // pool size; 0 = concurrency + 4
-	ListenerPing time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL, default=15s"` // idle health ping of the LISTEN connection
-	ReconnectMax time.Duration `env:"CONSUMER_RECONNECT_MAX_DELAY, default=10s"`    // cap of the listener's reconnect backoff
-	Pprof        bool          `env:"CONSUMER_PPROF, default=false"`                // serve /debug/pprof/ on CONSUMER_HTTP_ADDR
+	// Beyond the product's required variables (each listed in docs/configuration.md):
+	BatchSize    int           `env:"CONSUMER_BATCH_SIZE"`             // messages per handler transaction
+	DBMaxConns   int           `env:"CONSUMER_DB_MAX_CONNS"`           // pool size; 0: Concurrency + DBMaxConnsExtra
+	ListenerPing time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL"` // idle health ping of the LISTEN connection
+	ReconnectMax time.Duration `env:"CONSUMER_RECONNECT_MAX_DELAY"`    // cap of the listener's reconnect backoff
+	Pprof        bool          `env:"CONSUMER_PPROF"`                  // serve /debug/pprof/ on CONSUMER_HTTP_ADDR
+}
+
+// Defaults returns the settings of an environment that sets nothing but DATABASE_URL, before
+// the settings derived from others (ListenDatabaseURL, DBMaxConns) are filled in.
+func Defaults() Config {
+	return Config{
+		Mode:              ModeDefault,
+		VisibilityTimeout: VisibilityTimeoutDefault,
+		PollInterval:      PollIntervalDefault,
+		PollBatchSize:     PollBatchSizeDefault,
+		Concurrency:       ConcurrencyDefault,
+		MaxReadCount:      MaxReadCountDefault,
+		CommandBuffer:     CommandBufferDefault,
+		NotifyBuffer:      NotifyBufferDefault,
+		ShutdownTimeout:   ShutdownTimeoutDefault,
+		HTTPAddr:          HTTPAddrDefault,
+		LogLevel:          LogLevelDefault,
+		LogFormat:         LogFormatDefault,
+		BatchSize:         BatchSizeDefault,
+		ListenerPing:      ListenerPingDefault,
+		ReconnectMax:      ReconnectMaxDefault,
+	}
 }
 
 // Load reads the configuration from the process environment.
@@ -60,18 +108,15 @@ func Load(ctx context.Context) (*Config, error) {
 	return LoadFrom(ctx, envconfig.OsLookuper())
 }
 
-// LoadFrom reads the configuration through lookuper (tests use envconfig.MapLookuper).
+// LoadFrom reads the configuration through lookuper (tests use envconfig.MapLookuper), fills
+// in the defaults and validates it.
 func LoadFrom(ctx context.Context, lookuper envconfig.Lookuper) (*Config, error) {
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: lookuper}); err != nil {
-		return nil, EnvError(err, &c)
+	if err := Process(ctx, &c, Defaults(), lookuper); err != nil {
+		return nil, err
 	}
-	if c.ListenDatabaseURL == "" {
-		c.ListenDatabaseURL = c.DatabaseURL
-	}
-	if c.DBMaxConns == 0 {
-		c.DBMaxConns = c.Concurrency + 4
-	}
+	c.ListenDatabaseURL = cmp.Or(c.ListenDatabaseURL, c.DatabaseURL)
+	c.DBMaxConns = cmp.Or(c.DBMaxConns, c.Concurrency+DBMaxConnsExtra)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

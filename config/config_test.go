@@ -91,3 +91,59 @@ func TestModes(t *testing.T) {
 		t.Fatalf("c = %+v, err = %v", c, err)
 	}
 }
+
+func TestDefaultsAreTheConstants(t *testing.T) {
+	d := config.Defaults()
+	if d.VisibilityTimeout != config.VisibilityTimeoutDefault || d.Mode != config.ModeDefault || d.HTTPAddr != config.HTTPAddrDefault ||
+		d.Concurrency != config.ConcurrencyDefault || d.DatabaseURL != "" || d.DBMaxConns != 0 {
+		t.Fatalf("Defaults() = %+v", d)
+	}
+	c, err := load(map[string]string{"DATABASE_URL": "x", "CONSUMER_CONCURRENCY": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DBMaxConns != 2+config.DBMaxConnsExtra {
+		t.Errorf("DBMaxConns = %d, want concurrency + %d", c.DBMaxConns, config.DBMaxConnsExtra)
+	}
+}
+
+// A variable that is set wins over its default even when it is empty: that is how the HTTP
+// server is turned off, and a zero where zero is invalid stays an error.
+func TestSetButEmptyIsNotTheDefault(t *testing.T) {
+	c, err := load(map[string]string{"DATABASE_URL": "x", "CONSUMER_HTTP_ADDR": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "" {
+		t.Errorf("CONSUMER_HTTP_ADDR= gave %q, want empty (disabled)", c.HTTPAddr)
+	}
+	for _, v := range []string{"CONSUMER_CONCURRENCY", "CONSUMER_POLL_INTERVAL"} {
+		if _, err := load(map[string]string{"DATABASE_URL": "x", v: "0"}); err == nil || !strings.HasPrefix(err.Error(), v+": ") {
+			t.Errorf("%s=0: error %v, want one naming the variable", v, err)
+		}
+	}
+}
+
+func TestProcessWithTheDefaultsOfAnotherProgram(t *testing.T) {
+	type settings struct {
+		Name  string        `env:"APP_NAME"`
+		Every time.Duration `env:"APP_EVERY"`
+		Off   string        `env:"APP_OFF"`
+	}
+	var s settings
+	env := envconfig.MapLookuper(map[string]string{"APP_OFF": ""})
+	if err := config.Process(context.Background(), &s, settings{Name: "demo", Every: 90 * time.Second, Off: "on"}, env); err != nil {
+		t.Fatal(err)
+	}
+	if s != (settings{Name: "demo", Every: 90 * time.Second}) {
+		t.Errorf("Process = %+v", s)
+	}
+	s = settings{}
+	err := config.Process(context.Background(), &s, settings{}, envconfig.MapLookuper(map[string]string{"APP_EVERY": "soon"}))
+	if err == nil || !strings.HasPrefix(err.Error(), "APP_EVERY: ") {
+		t.Errorf("bad duration: %v, want an error naming APP_EVERY", err)
+	}
+	if err := config.Process(context.Background(), &s, config.Defaults(), env); err == nil {
+		t.Error("defaults of another type accepted")
+	}
+}

@@ -1,4 +1,8 @@
-// Package config reads the consumer's settings from environment variables with go-envconfig
-// and validates them once, at start-up, with errors that name the variable. Every variable is
-// listed in docs/configuration.md.
+// Package config reads the consumer's settings from environment variables (see
+// docs/configuration.md) with go-envconfig and validates them once, at start-up, with errors
+// that name the variable.
+//
+// Every default is an exported XxxDefault constant, gathered in [Defaults]; [Process] applies
+// such a struct of defaults to the variables that are not set, for this package and for the
+// other programs of the project (the example worker) alike.
 package config

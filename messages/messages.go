@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Queue names of the orchestration side; outside programs depend on them (docs/protocol.md).
+// Queue names of the orchestration side (see docs/protocol.md).
 const (
 	QueueTaskRequests      = "orchestration_task_requests"
 	QueueStepResults       = "orchestration_step_results"
@@ -20,8 +20,31 @@ const (
 	QueueDLQ               = "orchestration_dlq"
 )
 
-// WorkerQueue returns the worker queue of a namespace.
+// WorkerQueue returns the queue that carries the step dispatches of a namespace.
 func WorkerQueue(namespace string) string { return "worker_" + namespace + "_queue" }
+
+// MaxNamespaceLength is the longest namespace: it keeps every name derived from a namespace
+// (its worker queue, that queue's PGMQ tables and notify channel) within PGMQ's limits.
+const MaxNamespaceLength = 29
+
+// ValidateNamespace reports whether ns can name a namespace: lower case [a-z][a-z0-9_]* and
+// at most MaxNamespaceLength characters. Templates, workers and their queues all follow it.
+func ValidateNamespace(ns string) error {
+	if ns == "" {
+		return errors.New("namespace is empty")
+	}
+	for i := 0; i < len(ns); i++ {
+		c := ns[i]
+		if !(c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '_')) {
+			return fmt.Errorf("namespace %q is invalid: must be lower case [a-z][a-z0-9_]*", ns)
+		}
+	}
+	if len(ns) > MaxNamespaceLength {
+		return fmt.Errorf("namespace %q is too long: %d characters, at most %d so that %q fits PGMQ's queue name limit",
+			ns, len(ns), MaxNamespaceLength, WorkerQueue(ns))
+	}
+	return nil
+}
 
 // ValidationError says which field of a message is wrong. It is permanent: retrying the same
 // body can never succeed.
@@ -50,7 +73,7 @@ func invalid(field, format string, args ...any) error {
 // MaxKeyLength bounds request_id and idempotency_key: they are indexed.
 const MaxKeyLength = 255
 
-// TaskRequest is the body of orchestration_task_requests.
+// TaskRequest is the body of orchestration_task_requests (see docs/protocol.md).
 type TaskRequest struct {
 	RequestID   string          `json:"request_id,omitempty"`
 	TaskRequest TaskRequestSpec `json:"task_request"`
@@ -79,10 +102,8 @@ func NewTaskRequest(spec TaskRequestSpec, requester string, now time.Time) (Task
 	if err != nil {
 		return TaskRequest{}, fmt.Errorf("new request id: %w", err)
 	}
-	if spec.CorrelationID == uuid.Nil {
-		if spec.CorrelationID, err = uuid.NewV7(); err != nil {
-			return TaskRequest{}, fmt.Errorf("new correlation id: %w", err)
-		}
+	if err := spec.defaultCorrelationID(); err != nil {
+		return TaskRequest{}, err
 	}
 	meta, err := json.Marshal(map[string]string{"requested_at": now.UTC().Format(time.RFC3339Nano), "requester": requester})
 	if err != nil {
@@ -91,7 +112,35 @@ func NewTaskRequest(spec TaskRequestSpec, requester string, now time.Time) (Task
 	return TaskRequest{RequestID: requestID.String(), TaskRequest: spec, Metadata: meta}, nil
 }
 
-// StepDispatch is the body sent to worker_<namespace>_queue.
+// defaultCorrelationID gives a spec without a correlation_id a new one: a UUIDv7, so that ids
+// sort by creation time.
+func (s *TaskRequestSpec) defaultCorrelationID() error {
+	if s.CorrelationID != uuid.Nil {
+		return nil
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("new correlation id: %w", err)
+	}
+	s.CorrelationID = id
+	return nil
+}
+
+// ValidateTaskContext checks a task request's context: present and a JSON object. The error is
+// a *ValidationError naming task_request.context.
+func ValidateTaskContext(raw json.RawMessage) error {
+	t := bytes.TrimSpace(raw)
+	switch {
+	// An absent context decodes as nil, an explicit null as the text null.
+	case len(t) == 0 || string(t) == "null":
+		return invalid("task_request.context", "required")
+	case t[0] != '{' || !json.Valid(t):
+		return invalid("task_request.context", "must be a JSON object")
+	}
+	return nil
+}
+
+// StepDispatch is the body sent to worker_<namespace>_queue (see docs/protocol.md).
 type StepDispatch struct {
 	TaskUUID          uuid.UUID                  `json:"task_uuid"`
 	StepUUID          uuid.UUID                  `json:"step_uuid"`
@@ -113,8 +162,7 @@ type HandlerSpec struct {
 	Initialization json.RawMessage `json:"initialization"`
 }
 
-// StepStatus is the outcome a worker reports, parsed once into an enum so that nothing
-// downstream compares strings.
+// StepStatus is the outcome a worker reports (an enum, so that code never matches status strings).
 type StepStatus int
 
 const (
@@ -170,7 +218,7 @@ func (s *StepStatus) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// StepResult is the body of orchestration_step_results.
+// StepResult is the body of orchestration_step_results (see docs/protocol.md).
 type StepResult struct {
 	TaskUUID      uuid.UUID         `json:"task_uuid"`
 	StepUUID      uuid.UUID         `json:"step_uuid"`
@@ -226,12 +274,12 @@ func (r *StepExecutionInfo) BackoffHintDuration() *time.Duration {
 	return &d
 }
 
-// Finalization is the body of orchestration_task_finalizations.
+// Finalization is the body of orchestration_task_finalizations (see docs/protocol.md).
 type Finalization struct {
 	TaskUUID uuid.UUID `json:"task_uuid"`
 }
 
-// DeadLetter is the body of orchestration_dlq.
+// DeadLetter is the body of orchestration_dlq (see docs/protocol.md).
 type DeadLetter struct {
 	SourceQueue    string          `json:"source_queue"`
 	SourceMsgID    int64           `json:"source_msg_id"`
@@ -290,11 +338,6 @@ func decodeObject(body []byte, v any) error {
 	return nil
 }
 
-func isJSONObject(raw json.RawMessage) bool {
-	t := bytes.TrimSpace(raw)
-	return len(t) > 0 && t[0] == '{'
-}
-
 // DecodeTaskRequest decodes and validates a task request. A missing correlation_id gets a new
 // UUID (v7, so ids sort by creation time).
 func DecodeTaskRequest(body []byte) (TaskRequest, error) {
@@ -321,21 +364,10 @@ func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 			return r, invalid(f.name, "longer than %d bytes", MaxKeyLength)
 		}
 	}
-	// An absent context decodes as nil; an explicit null as the text null.
-	if len(spec.Context) == 0 || string(spec.Context) == "null" {
-		return r, invalid("task_request.context", "required")
+	if err := ValidateTaskContext(spec.Context); err != nil {
+		return r, err
 	}
-	if !isJSONObject(spec.Context) {
-		return r, invalid("task_request.context", "must be a JSON object")
-	}
-	if spec.CorrelationID == uuid.Nil {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return r, fmt.Errorf("new correlation id: %w", err)
-		}
-		spec.CorrelationID = id
-	}
-	return r, nil
+	return r, spec.defaultCorrelationID()
 }
 
 // DecodeStepResult decodes and validates a step result. An empty status is derived from

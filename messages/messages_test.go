@@ -2,6 +2,7 @@ package messages
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -146,5 +147,43 @@ func TestNewTaskRequestRoundTrips(t *testing.T) {
 	if back.RequestID == "" || back.RequestID != req.RequestID || back.TaskRequest.CorrelationID != req.TaskRequest.CorrelationID ||
 		!strings.Contains(string(back.Metadata), `"requested_at":"2026-03-01T12:00:00Z"`) {
 		t.Fatalf("round trip: %+v from %s", back, b)
+	}
+}
+
+func TestValidateNamespace(t *testing.T) {
+	longest := strings.Repeat("n", MaxNamespaceLength)
+	if n := len(WorkerQueue(longest)); n > 47 {
+		t.Errorf("worker queue of the longest namespace has %d characters, over PGMQ's 47", n)
+	}
+	for ns, want := range map[string]string{
+		"demo": "", "a": "", "a_1_b": "", longest: "",
+		"":            "namespace is empty",
+		longest + "n": "is too long: 30 characters, at most 29",
+		"Demo":        `namespace "Demo" is invalid: must be lower case`,
+		"1demo":       "is invalid", "_demo": "is invalid", "de-mo": "is invalid", "de.mo": "is invalid", "dé": "is invalid",
+	} {
+		err := ValidateNamespace(ns)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("ValidateNamespace(%q) = %v, want nil", ns, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("ValidateNamespace(%q) = %v, want an error containing %q", ns, err, want)
+		}
+	}
+}
+
+func TestValidateTaskContext(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"n":1}`: "", ` {} `: "",
+		"": "required", "null": "required", `[1]`: "must be a JSON object", `"x"`: "must be a JSON object", `{"n":`: "must be a JSON object",
+	} {
+		err := ValidateTaskContext(json.RawMessage(raw))
+		var ve *ValidationError
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("ValidateTaskContext(%q) = %v, want nil", raw, err)
+		case want != "" && (!errors.As(err, &ve) || ve.Field != "task_request.context" || ve.Reason != want):
+			t.Errorf("ValidateTaskContext(%q) = %v, want a validation error of task_request.context: %s", raw, err, want)
+		}
 	}
 }

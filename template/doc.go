@@ -1,5 +1,6 @@
 // Package template parses and validates workflow templates: the YAML files
-// that describe a DAG of steps for one namespace/name/version (format: docs/templates.md).
+// that describe a DAG of steps for one namespace/name/version (see
+// docs/templates.md).
 //
 // The package is pure Go and knows nothing about the database or PGMQ, so
 // templates can be checked offline (in tests, in CI, by `consumer` at start-up)
@@ -16,13 +17,24 @@
 // Unknown YAML fields are rejected so that a typo such as `retyr:` fails loudly
 // instead of silently falling back to the defaults.
 //
+// # One document
+//
+// A template has one written shape: the YAML file, the JSON document the
+// registry stores ([Template.MarshalJSON], [ParseJSON]) and the input of the
+// fingerprint are the same document, the JSON one with every default spelled
+// out. ParseJSON and Parse apply the same defaults and the same validation.
+//
 // # Defaults
 //
-// A step without a retry block, or with a partial one, gets:
+// A step without a retry block, or with a partial one, gets
+// [RetryableDefault], [MaxAttemptsDefault], [BackoffBaseDefault] and
+// [BackoffMaxDefault] ([RetryDefault] returns them as a policy):
 //
 //	retryable: true, max_attempts: 3, backoff_base: 1s, backoff_max: 5m
 //
-// and a template without identity_strategy gets [IdentityStrict].
+// and a template without identity_strategy gets [IdentityStrategyDefault]
+// (strict). Namespaces follow the wire contract's rule,
+// [messages.ValidateNamespace].
 //
 // # Validation
 //
@@ -43,7 +55,7 @@
 // # Identity
 //
 // [Template.Key] names a template (namespace/name@version) and
-// [Template.Fingerprint] hashes its normalized content, so a registry can tell
+// [Template.Fingerprint] hashes its canonical document, so a registry can tell
 // "the same template again" (harmless on every restart) from "a different
 // template under an existing version" (a mistake to refuse).
 package template

@@ -2,47 +2,15 @@ package template
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
-
-// The *YAML types mirror the file format. Optional fields whose zero value is
-// meaningful are pointers so that "not written" (use the default) can be told
-// apart from an explicit false or 0 (honour it, or reject it).
-type templateYAML struct {
-	Namespace        string     `yaml:"namespace"`
-	Name             string     `yaml:"name"`
-	Version          string     `yaml:"version"`
-	IdentityStrategy string     `yaml:"identity_strategy"`
-	Steps            []stepYAML `yaml:"steps"`
-}
-
-type stepYAML struct {
-	Name         string      `yaml:"name"`
-	Handler      handlerYAML `yaml:"handler"`
-	Dependencies []string    `yaml:"dependencies"`
-	Retry        *retryYAML  `yaml:"retry"`
-}
-
-type handlerYAML struct {
-	Callable       string         `yaml:"callable"`
-	Initialization map[string]any `yaml:"initialization"`
-}
-
-type retryYAML struct {
-	Retryable   *bool   `yaml:"retryable"`
-	MaxAttempts *int    `yaml:"max_attempts"`
-	BackoffBase *string `yaml:"backoff_base"`
-	BackoffMax  *string `yaml:"backoff_max"`
-}
 
 // Parse decodes one YAML template, applies the defaults and validates it.
 // source names the input (usually the file path) in error messages and is
@@ -52,7 +20,7 @@ func Parse(source string, data []byte) (*Template, error) {
 	label := sourceLabel(source)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var raw templateYAML
+	var raw document
 	if err := dec.Decode(&raw); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty template", label)
@@ -65,27 +33,9 @@ func Parse(source string, data []byte) (*Template, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: more than one YAML document (one template per file)", label)
 	}
-
-	t := &Template{
-		Namespace:        raw.Namespace,
-		Name:             raw.Name,
-		Version:          raw.Version,
-		IdentityStrategy: IdentityStrategy(raw.IdentityStrategy),
-		Source:           source,
-	}
-	if t.IdentityStrategy == "" {
-		t.IdentityStrategy = IdentityStrict
-	}
 	// Conversion errors (bad durations, unencodable initialization) are
 	// collected with the validation errors so the user sees them all.
-	var errs []error
-	for i, rs := range raw.Steps {
-		s, stepErrs := convertStep(rs)
-		for _, err := range stepErrs {
-			errs = append(errs, fmt.Errorf("%s: %s: %w", label, stepLabel(i, rs.Name), err))
-		}
-		t.Steps = append(t.Steps, s)
-	}
+	t, errs := raw.template(source)
 	if err := t.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -93,94 +43,6 @@ func Parse(source string, data []byte) (*Template, error) {
 		return nil, err
 	}
 	return t, nil
-}
-
-func convertStep(rs stepYAML) (Step, []error) {
-	var errs []error
-	s := Step{
-		Name:         rs.Name,
-		Handler:      Handler{Callable: rs.Handler.Callable},
-		Dependencies: rs.Dependencies,
-		Retry:        DefaultRetry(),
-	}
-	if rs.Handler.Initialization != nil {
-		init, err := normalizeInitialization(rs.Handler.Initialization)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		s.Handler.Initialization = init
-	}
-	if r := rs.Retry; r != nil {
-		if r.Retryable != nil {
-			s.Retry.Retryable = *r.Retryable
-		}
-		if r.MaxAttempts != nil {
-			s.Retry.MaxAttempts = *r.MaxAttempts
-		}
-		if r.BackoffBase != nil {
-			d, err := parseDuration("retry.backoff_base", *r.BackoffBase)
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				s.Retry.BackoffBase = d
-			}
-		}
-		if r.BackoffMax != nil {
-			d, err := parseDuration("retry.backoff_max", *r.BackoffMax)
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				s.Retry.BackoffMax = d
-			}
-		}
-	}
-	return s, errs
-}
-
-func parseDuration(field, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(v))
-	if err != nil {
-		return 0, fmt.Errorf("%s: invalid duration %q (use Go syntax such as \"250ms\", \"1s\", \"5m\")", field, v)
-	}
-	return d, nil
-}
-
-// normalizeInitialization makes the handler's initialization representable as
-// JSON, because it travels to workers inside every step dispatch. YAML allows
-// non-string keys (for example `1: x`), which become strings here; values JSON
-// cannot carry (such as .nan or .inf) are rejected now rather than when the
-// first dispatch fails to encode.
-func normalizeInitialization(m map[string]any) (map[string]any, error) {
-	out := normalizeValue(m).(map[string]any)
-	if _, err := json.Marshal(out); err != nil {
-		return out, fmt.Errorf("handler.initialization cannot be encoded as JSON: %w", err)
-	}
-	return out, nil
-}
-
-func normalizeValue(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[k] = normalizeValue(e)
-		}
-		return out
-	case map[any]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[fmt.Sprint(k)] = normalizeValue(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = normalizeValue(e)
-		}
-		return out
-	default:
-		return v
-	}
 }
 
 // decodeError reports YAML errors one per line, prefixed with the source, and
@@ -266,10 +128,10 @@ func (sp stepSpans) at(line int) string {
 }
 
 var internalTypeNames = strings.NewReplacer(
-	"template.templateYAML", "template",
-	"template.stepYAML", "step",
-	"template.handlerYAML", "handler",
-	"template.retryYAML", "retry",
+	"template.stepDocument", "step",
+	"template.handlerDocument", "handler",
+	"template.retryDocument", "retry",
+	"template.document", "template",
 )
 
 // LoadFile reads and parses the template in path.

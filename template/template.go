@@ -1,16 +1,15 @@
 package template
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
+	"cmp"
 	"slices"
 	"time"
+
+	"github.com/tasker-systems/consumer/messages"
 )
 
 // IdentityStrategy decides when two task requests for the same template are
-// the same task (docs/protocol.md, "Deduplication").
+// the same task (see docs/templates.md).
 type IdentityStrategy string
 
 const (
@@ -23,17 +22,14 @@ const (
 	IdentityAlwaysUnique IdentityStrategy = "always_unique"
 )
 
-// Retry defaults, applied to every field a template leaves out.
+// Defaults of the fields a template may leave out (see docs/templates.md).
 const (
-	DefaultRetryable   = true
-	DefaultMaxAttempts = 3
-	DefaultBackoffBase = time.Second
-	DefaultBackoffMax  = 5 * time.Minute
+	IdentityStrategyDefault = IdentityStrict
+	RetryableDefault        = true
+	MaxAttemptsDefault      = 3
+	BackoffBaseDefault      = time.Second
+	BackoffMaxDefault       = 5 * time.Minute
 )
-
-// MaxNamespaceLen is the longest namespace allowed: "worker_" + namespace +
-// "_queue" must fit PGMQ's 47-character queue-name limit.
-const MaxNamespaceLen = 29
 
 // Template is a parsed workflow template.
 type Template struct {
@@ -71,25 +67,18 @@ type Retry struct {
 	BackoffMax  time.Duration
 }
 
-// DefaultRetry returns the policy a step gets when its template has no retry
-// block.
-func DefaultRetry() Retry {
+// RetryDefault returns the policy of a step whose template has no retry block.
+func RetryDefault() Retry {
 	return Retry{
-		Retryable:   DefaultRetryable,
-		MaxAttempts: DefaultMaxAttempts,
-		BackoffBase: DefaultBackoffBase,
-		BackoffMax:  DefaultBackoffMax,
+		Retryable:   RetryableDefault,
+		MaxAttempts: MaxAttemptsDefault,
+		BackoffBase: BackoffBaseDefault,
+		BackoffMax:  BackoffMaxDefault,
 	}
 }
 
-// WorkerQueue returns the PGMQ queue that carries step dispatches for a
-// namespace.
-func WorkerQueue(namespace string) string {
-	return "worker_" + namespace + "_queue"
-}
-
 // WorkerQueue returns the queue this template's steps are dispatched to.
-func (t *Template) WorkerQueue() string { return WorkerQueue(t.Namespace) }
+func (t *Template) WorkerQueue() string { return messages.WorkerQueue(t.Namespace) }
 
 // Key returns "namespace/name@version", the template's identity.
 func (t *Template) Key() string {
@@ -179,86 +168,10 @@ func (t *Template) TopologicalOrder() []*Step {
 	return out
 }
 
-// Fingerprint returns a hex SHA-256 of the template's canonical JSON form. Two
-// templates have the same fingerprint when they mean the same thing, however
-// their YAML was written: defaults are explicit, durations are normalized,
-// Source is excluded and the order of a step's dependencies is ignored. Step
-// order is kept because it breaks ties in dispatch order.
-//
-// A registry compares fingerprints to tell a re-registration of the same
-// template from a different template published under an existing version.
-func (t *Template) Fingerprint() string {
-	sum := sha256.Sum256(t.canonicalJSON())
-	return hex.EncodeToString(sum[:])
-}
-
-type canonicalTemplate struct {
-	Namespace        string          `json:"namespace"`
-	Name             string          `json:"name"`
-	Version          string          `json:"version"`
-	IdentityStrategy string          `json:"identity_strategy"`
-	Steps            []canonicalStep `json:"steps"`
-}
-
-type canonicalStep struct {
-	Name           string         `json:"name"`
-	Callable       string         `json:"callable"`
-	Initialization map[string]any `json:"initialization"`
-	Dependencies   []string       `json:"dependencies"`
-	Retryable      bool           `json:"retryable"`
-	MaxAttempts    int            `json:"max_attempts"`
-	BackoffBase    int64          `json:"backoff_base_ns"`
-	BackoffMax     int64          `json:"backoff_max_ns"`
-}
-
-func (t *Template) canonicalJSON() []byte {
-	c := canonicalTemplate{
-		Namespace:        t.Namespace,
-		Name:             t.Name,
-		Version:          t.Version,
-		IdentityStrategy: string(t.identityStrategy()),
-		Steps:            make([]canonicalStep, len(t.Steps)),
-	}
-	for i, s := range t.Steps {
-		deps := slices.Clone(s.Dependencies)
-		slices.Sort(deps)
-		if deps == nil {
-			deps = []string{}
-		}
-		init := s.Handler.Initialization
-		if init == nil {
-			// Omitted and empty initialization mean the same to a worker.
-			init = map[string]any{}
-		}
-		c.Steps[i] = canonicalStep{
-			Name:           s.Name,
-			Callable:       s.Handler.Callable,
-			Initialization: init,
-			Dependencies:   deps,
-			Retryable:      s.Retry.Retryable,
-			MaxAttempts:    s.Retry.MaxAttempts,
-			BackoffBase:    int64(s.Retry.BackoffBase),
-			BackoffMax:     int64(s.Retry.BackoffMax),
-		}
-	}
-	// encoding/json sorts map keys, which makes the output canonical.
-	b, err := json.Marshal(c)
-	if err != nil {
-		// Only reachable for a hand-built template whose initialization JSON
-		// cannot represent (Parse rejects those). fmt prints maps in sorted
-		// key order, so the fallback is still deterministic.
-		return fmt.Appendf(nil, "unencodable:%#v", c)
-	}
-	return b
-}
-
-// identityStrategy treats an unset strategy on a hand-built template as the
-// default, the same way Parse does.
+// identityStrategy treats an unset strategy on a hand-built template as the default, the
+// same way Parse does.
 func (t *Template) identityStrategy() IdentityStrategy {
-	if t.IdentityStrategy == "" {
-		return IdentityStrict
-	}
-	return t.IdentityStrategy
+	return cmp.Or(t.IdentityStrategy, IdentityStrategyDefault)
 }
 
 // Backoff returns the delay before attempt attempt+1, after attempt number

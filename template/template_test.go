@@ -122,8 +122,8 @@ steps:
     retry: {retryable: false}
 `)
 	def := Retry{Retryable: true, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 5 * time.Minute}
-	if DefaultRetry() != def {
-		t.Fatalf("DefaultRetry() = %+v, want %+v", DefaultRetry(), def)
+	if RetryDefault() != def {
+		t.Fatalf("RetryDefault() = %+v, want %+v", RetryDefault(), def)
 	}
 	partial := def
 	partial.BackoffBase = 250 * time.Millisecond
@@ -169,7 +169,7 @@ func TestRetryableFalseHonoured(t *testing.T) {
 		t.Errorf("join.Retry = %+v, want %+v", join.Retry, want)
 	}
 	left, _ := tpl.Step("left")
-	if left.Retry != DefaultRetry() {
+	if left.Retry != RetryDefault() {
 		t.Errorf("left.Retry = %+v, want defaults", left.Retry)
 	}
 
@@ -561,42 +561,11 @@ func TestStepLookup(t *testing.T) {
 	}
 }
 
-func TestWorkerQueueAndNamespace(t *testing.T) {
-	if got := WorkerQueue("billing"); got != "worker_billing_queue" {
-		t.Errorf("WorkerQueue = %q", got)
-	}
-	longest := strings.Repeat("n", MaxNamespaceLen)
-	if n := len(WorkerQueue(longest)); n > 47 {
-		t.Errorf("worker queue for the longest namespace is %d characters, over PGMQ's 47", n)
-	}
-	tests := []struct {
-		ns string
-		ok bool
-	}{
-		{"demo", true},
-		{"a", true},
-		{"a_1_b", true},
-		{longest, true},
-		{longest + "n", false},
-		{"", false},
-		{"Demo", false},
-		{"1demo", false},
-		{"_demo", false},
-		{"de-mo", false},
-		{"de.mo", false},
-	}
-	for _, tc := range tests {
-		if err := ValidateNamespace(tc.ns); (err == nil) != tc.ok {
-			t.Errorf("ValidateNamespace(%q) = %v, want ok=%v", tc.ns, err, tc.ok)
-		}
-	}
-}
-
 func TestValidateHandBuilt(t *testing.T) {
 	tpl := &Template{
 		Namespace: "demo", Name: "built", Version: "1",
 		Steps: []Step{
-			{Name: "a", Handler: Handler{Callable: "demo.a"}, Retry: DefaultRetry()},
+			{Name: "a", Handler: Handler{Callable: "demo.a"}, Retry: RetryDefault()},
 			{Name: "b", Handler: Handler{Callable: "demo.b"}, Dependencies: []string{"a"}, Retry: Retry{MaxAttempts: 1, BackoffBase: time.Second}},
 		},
 	}
@@ -605,7 +574,7 @@ func TestValidateHandBuilt(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("Validate() = %v, want %q", err, want)
 	}
-	tpl.Steps[1].Retry = DefaultRetry()
+	tpl.Steps[1].Retry = RetryDefault()
 	if err := tpl.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
@@ -655,7 +624,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestBackoffJitterRange(t *testing.T) {
-	r := DefaultRetry()
+	r := RetryDefault()
 	// A deterministic sequence sweeping [0, 1) stands in for a random source.
 	i := 0
 	rnd := func() float64 { i++; return float64(i%100) / 100 }

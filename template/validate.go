@@ -7,30 +7,13 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/tasker-systems/consumer/messages"
 )
 
-var (
-	namespaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	// Names may use '.' and '-' (unlike namespaces they never become part of a
-	// queue name) but not '/' or '@', which would make Key ambiguous.
-	nameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]*$`)
-)
-
-// ValidateNamespace reports whether ns can name a namespace: lower case
-// [a-z][a-z0-9_]* and at most MaxNamespaceLen characters, so the derived
-// worker queue name is a valid PGMQ queue name.
-func ValidateNamespace(ns string) error {
-	switch {
-	case ns == "":
-		return errors.New("namespace is empty")
-	case !namespaceRE.MatchString(ns):
-		return fmt.Errorf("namespace %q is invalid: must match %s", ns, namespaceRE)
-	case len(ns) > MaxNamespaceLen:
-		return fmt.Errorf("namespace %q is too long: %d characters, at most %d so that %q fits the PGMQ queue name limit",
-			ns, len(ns), MaxNamespaceLen, WorkerQueue(ns))
-	}
-	return nil
-}
+// Names may use '.' and '-' (unlike namespaces they never become part of a queue name) but not
+// '/' or '@', which would make Key ambiguous.
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]*$`)
 
 // Validate checks the template and returns every problem found, joined with
 // errors.Join; nil means the template can be registered. Each message starts
@@ -38,11 +21,11 @@ func ValidateNamespace(ns string) error {
 //
 // Parse calls Validate; call it yourself only for templates built in Go. On
 // such templates an empty IdentityStrategy is accepted and means
-// IdentityStrict, but Retry fields are not defaulted: start from DefaultRetry.
+// IdentityStrict, but Retry fields are not defaulted: start from RetryDefault.
 func (t *Template) Validate() error {
 	v := validator{source: sourceLabel(t.Source)}
 
-	if err := ValidateNamespace(t.Namespace); err != nil {
+	if err := messages.ValidateNamespace(t.Namespace); err != nil {
 		v.add(-1, "", "%v", err)
 	}
 	switch {

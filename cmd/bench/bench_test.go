@@ -8,27 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-func TestPercentile(t *testing.T) {
-	xs := []float64{5, 1, 4, 2, 3} // unsorted on purpose
-	cases := []struct {
-		p, want float64
-	}{{0, 1}, {50, 3}, {100, 5}, {25, 2}, {90, 4.6}, {99, 4.96}, {-5, 1}, {150, 5}}
-	for _, c := range cases {
-		if got := percentile(xs, c.p); math.Abs(got-c.want) > 1e-9 {
-			t.Errorf("percentile(%v, %v) = %v, want %v", xs, c.p, got, c.want)
-		}
-	}
-	if xs[0] != 5 {
-		t.Errorf("percentile sorted its input: %v", xs)
-	}
-	if got := percentile(nil, 50); !math.IsNaN(got) {
-		t.Errorf("percentile(nil) = %v, want NaN", got)
-	}
-	if got := percentile([]float64{7}, 99); got != 7 {
-		t.Errorf("percentile of one value = %v, want 7", got)
-	}
-}
-
 func TestMedianAndSummary(t *testing.T) {
 	if got := median([]float64{3, 1, 2}); got != 2 {
 		t.Errorf("odd median = %v, want 2", got)

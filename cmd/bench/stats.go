@@ -6,36 +6,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tasker-systems/consumer/internal/stats"
 )
 
-// percentile returns the p-th percentile (0 ≤ p ≤ 100) of xs by linear interpolation between
-// the closest ranks (the default of numpy and of most spreadsheets). xs need not be sorted and
-// is not modified. An empty xs gives NaN.
-func percentile(xs []float64, p float64) float64 {
+// median is the 50th percentile of xs (stats.Percentile), or NaN when there are none.
+func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return sortedPercentile(s, p)
+	return stats.Percentile(xs, 50)
 }
-
-func sortedPercentile(s []float64, p float64) float64 {
-	if len(s) == 0 {
-		return math.NaN()
-	}
-	p = min(max(p, 0), 100)
-	rank := p / 100 * float64(len(s)-1)
-	lo := int(math.Floor(rank))
-	hi := int(math.Ceil(rank))
-	if lo == hi {
-		return s[lo]
-	}
-	return s[lo] + (s[hi]-s[lo])*(rank-float64(lo))
-}
-
-// median is the 50th percentile: the middle value, or the mean of the two middle values.
-func median(xs []float64) float64 { return percentile(xs, 50) }
 
 // summary is the median, min and max of a figure's runs.
 type summary struct {
@@ -68,9 +49,8 @@ func latencies(ds []time.Duration) latencyStats {
 		ms[i] = float64(d) / float64(time.Millisecond)
 		sum += ms[i]
 	}
-	slices.Sort(ms)
-	return latencyStats{N: len(ms), P50: sortedPercentile(ms, 50), P99: sortedPercentile(ms, 99),
-		Max: ms[len(ms)-1], Mean: sum / float64(len(ms))}
+	s := stats.NewSample(ms)
+	return latencyStats{N: s.Len(), P50: s.Percentile(50), P99: s.Percentile(99), Max: s.Max(), Mean: sum / float64(len(ms))}
 }
 
 // groupThousands writes n with commas between groups of three digits: 1234567 → "1,234,567".

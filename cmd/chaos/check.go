@@ -15,7 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/consumer/internal/dlq"
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/workflow"
 )
 
 // evidenceMax is how many offending ids a finding lists.
@@ -63,34 +66,9 @@ func (c *counter) report(h *harness, what string) {
 	}
 }
 
-// deadLetter is an orchestration_dlq message.
-type deadLetter struct {
-	msgID int64
-	messages.DeadLetter
-	raw json.RawMessage
-}
-
 type sourceKey struct {
 	queue string
 	id    int64
-}
-
-func (h *harness) deadLetters(ctx context.Context) ([]deadLetter, error) {
-	rows, err := h.pool.Query(ctx, `
-		SELECT msg_id, message FROM pgmq.q_orchestration_dlq
-		UNION ALL SELECT msg_id, message FROM pgmq.a_orchestration_dlq ORDER BY 1`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (deadLetter, error) {
-		var d deadLetter
-		if err := row.Scan(&d.msgID, &d.raw); err != nil {
-			return d, err
-		}
-		// A dead letter that does not decode keeps its zero fields and fails the checks below.
-		_ = json.Unmarshal(d.raw, &d.DeadLetter)
-		return d, nil
-	})
 }
 
 // taskRow is a task as the checks see it.
@@ -119,11 +97,13 @@ func (h *harness) tasks(ctx context.Context) ([]taskRow, error) {
 
 // checkAll runs every database check and fills f. It assumes quiescence.
 func (h *harness) checkAll(ctx context.Context, f *findings) error {
-	dls, err := h.deadLetters(ctx)
+	// Every dead letter, archived ones included; a body that does not decode keeps its zero
+	// fields and fails the checks below.
+	dls, err := dlq.List(ctx, h.pool, dlq.ListOptions{Archived: true})
 	if err != nil {
-		return fmt.Errorf("read dead letters: %w", err)
+		return err
 	}
-	dlqBySource := map[sourceKey][]deadLetter{}
+	dlqBySource := map[sourceKey][]dlq.Letter{}
 	for _, d := range dls {
 		k := sourceKey{d.SourceQueue, d.SourceMsgID}
 		dlqBySource[k] = append(dlqBySource[k], d)
@@ -148,11 +128,11 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 	sort.Strings(ids)
 	for _, id := range ids {
 		r := h.valid[id]
-		var letters []deadLetter
+		var letters []dlq.Letter
 		for _, m := range r.msgIDs {
 			for _, d := range dlqBySource[sourceKey{messages.QueueTaskRequests, m}] {
 				letters = append(letters, d)
-				matched[d.msgID] = true
+				matched[d.MsgID] = true
 			}
 		}
 		ts := byRequest[id]
@@ -172,7 +152,7 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 		}
 		for _, t := range ts {
 			switch t.state {
-			case "complete":
+			case workflow.TaskComplete:
 				want := strconv.FormatInt(r.template.expect(r.n*r.n), 10)
 				if t.complete != t.total {
 					wrong.add("task %s (request %s) complete with %d of %d steps complete", t.taskUUID, id, t.complete, t.total)
@@ -183,7 +163,7 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 					}
 					wrong.add("task %s (%s, n=%d): %s result %s, want %s", t.taskUUID, r.template.name, r.n, r.template.last, got, want)
 				}
-			case "error", "cancelled":
+			case workflow.TaskError, workflow.TaskCancelled:
 				wrong.add("task %s (%s, request %s) ended %s", t.taskUUID, r.template.name, id, t.state)
 			default:
 				stuck.add("task %s (%s, request %s) still %s", t.taskUUID, r.template.name, id, t.state)
@@ -212,7 +192,7 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 		for _, m := range bm.msgIDs {
 			letters := dlqBySource[sourceKey{bm.queue, m}]
 			for _, d := range letters {
-				matched[d.msgID] = true
+				matched[d.MsgID] = true
 			}
 			switch {
 			case len(letters) == 0:
@@ -227,7 +207,7 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 			if d.Reason == "" {
 				noReason.add("%s/%d (%s)", bm.queue, m, bm.kind)
 			} else if !slices.Contains(bm.reasons, d.Reason) {
-				unexpectedReason = append(unexpectedReason, fmt.Sprintf("%s: %s (%s), expected %s", bm.kind, d.Reason, firstLine(d.Error), strings.Join(bm.reasons, " or ")))
+				unexpectedReason = append(unexpectedReason, fmt.Sprintf("%s: %s (%s), expected %s", bm.kind, d.Reason, textutil.FirstLine(d.Error), strings.Join(bm.reasons, " or ")))
 			}
 			if !sameJSON(d.Message, bm.body) {
 				badBody.add("%s/%d (%s): dead letter does not carry the original body", bm.queue, m, bm.kind)
@@ -247,8 +227,8 @@ func (h *harness) checkAll(ctx context.Context, f *findings) error {
 	}
 	var unexplained counter
 	for _, d := range dls {
-		if !matched[d.msgID] {
-			unexplained.add("dlq msg %d from %s/%d: %s: %s", d.msgID, d.SourceQueue, d.SourceMsgID, d.Reason, firstLine(d.Error))
+		if !matched[d.MsgID] {
+			unexplained.add("dlq msg %d from %s/%d: %s: %s", d.MsgID, d.SourceQueue, d.SourceMsgID, d.Reason, textutil.FirstLine(d.Error))
 		}
 	}
 	unexplained.report(h, "unexpected dead letters (a worker's result or a request the suite did not send as invalid)")
@@ -522,7 +502,7 @@ func scanLog(path string) (logCounts, error) {
 			strings.Contains(line, `"level":"dpanic"`):
 			c.panics++
 			if c.firstPanic == "" {
-				c.firstPanic = truncate(line, 300)
+				c.firstPanic = textutil.Truncate(line, 300)
 			}
 		}
 		if strings.Contains(line, "dispatched twice (refused)") {
@@ -607,11 +587,4 @@ func formatCounts(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

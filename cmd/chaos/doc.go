@@ -1,4 +1,4 @@
-// Command chaos is the fault-injection suite of SPEC §10 ("Reliability"): it runs the real
+// Command chaos is the fault-injection suite (see docs/operations.md): it runs the real
 // consumer and example-worker binaries as processes against a fresh database per scenario,
 // submits a burst of task requests, injects one kind of fault while the burst is processed, waits
 // until everything settles and then proves, from the database, that no message was lost and

@@ -16,9 +16,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/internal/proc"
 	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/internal/textutil"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/workflow"
 )
 
 // Settings shared by every scenario; scenarios add or override environment variables.
@@ -94,7 +98,7 @@ func newHarness(ctx context.Context, s *Suite, sc scenario) (*harness, error) {
 		return nil, err
 	}
 	cfg.MaxConns = suitePoolConns
-	cfg.ConnConfig.RuntimeParams["application_name"] = "chaos-suite"
+	appname.Default(cfg.ConnConfig.RuntimeParams, "chaos-suite")
 	if h.pool, err = pgxpool.NewWithConfig(cctx, cfg); err != nil {
 		h.dropDB()
 		return nil, err
@@ -187,37 +191,23 @@ func (h *harness) recovered(d time.Duration) {
 	h.recoveries = append(h.recoveries, d)
 }
 
-// jitter returns a random duration in [lo, hi).
+// jitter returns a random duration in [lo, hi) from the scenario's seeded source.
 func (h *harness) jitter(lo, hi time.Duration) time.Duration {
-	h.rngMu.Lock()
-	defer h.rngMu.Unlock()
-	return lo + time.Duration(h.rng.Int64N(int64(hi-lo)))
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return timeutil.Between(lo, hi, func() float64 {
+		h.rngMu.Lock()
+		defer h.rngMu.Unlock()
+		return h.rng.Float64()
+	})
 }
 
 // ---- processes ----
 
 func (h *harness) baseEnv() []string {
-	level := h.s.opts.LogLevel
-	if level == "" {
-		level = "info"
-	}
 	return []string{
 		"DATABASE_URL=" + h.dbURL,
 		"LISTEN_DATABASE_URL=" + h.dbURL,
 		"PGAPPNAME=",
-		"LOG_LEVEL=" + level,
+		"LOG_LEVEL=" + h.s.opts.LogLevel,
 		"LOG_FORMAT=json",
 	}
 }
@@ -299,7 +289,7 @@ func (h *harness) start(ctx context.Context, n *node) error {
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := proc.WaitReady(rctx, p, n.addr); err != nil {
-		return fmt.Errorf("%s (start #%d, log %s): %s", n.name(), n.starts, n.log, firstLine(err.Error()))
+		return fmt.Errorf("%s (start #%d, log %s): %s", n.name(), n.starts, n.log, textutil.FirstLine(err.Error()))
 	}
 	return nil
 }
@@ -425,8 +415,8 @@ func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners
 			var progressed bool
 			err := h.pool.QueryRow(ctx, `
 				SELECT EXISTS (SELECT 1 FROM tasker.workflow_tasks WHERE completed_at > $1)
-				    OR NOT EXISTS (SELECT 1 FROM tasker.workflow_tasks WHERE state NOT IN ('complete', 'error', 'cancelled'))`,
-				at).Scan(&progressed)
+				    OR NOT EXISTS (SELECT 1 FROM tasker.workflow_tasks WHERE state <> ALL($2::text[]))`,
+				at, finishedStates()).Scan(&progressed)
 			if err != nil || !progressed {
 				ok, why = false, "no task completed since the fault"
 			}
@@ -436,10 +426,15 @@ func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners
 			h.recovered(d)
 			return d, nil
 		}
-		if err := sleep(ctx, 25*time.Millisecond); err != nil {
+		if err := timeutil.Sleep(ctx, 25*time.Millisecond); err != nil {
 			return time.Since(at), fmt.Errorf("not recovered %s after the fault: %s", recoveryTimeout, why)
 		}
 	}
+}
+
+// finishedStates are the task states after which nothing happens to a task.
+func finishedStates() []string {
+	return []string{workflow.TaskComplete, workflow.TaskError, workflow.TaskCancelled}
 }
 
 // queueState is what quiescence waits for.
@@ -463,7 +458,7 @@ func (h *harness) queueState(ctx context.Context) (queueState, error) {
 		       (SELECT count(*) FROM pgmq.q_orchestration_step_results),
 		       (SELECT count(*) FROM pgmq.q_orchestration_task_finalizations),
 		       (SELECT count(*) FROM pgmq.q_worker_demo_queue),
-		       (SELECT count(*) FROM tasker.workflow_tasks WHERE state NOT IN ('complete', 'error', 'cancelled'))`,
+		       (SELECT count(*) FROM tasker.workflow_tasks WHERE state <> ALL($1::text[]))`, finishedStates(),
 	).Scan(&q.requests, &q.results, &q.finalizations, &q.worker, &q.unfinished)
 	return q, err
 }
@@ -487,7 +482,7 @@ func (h *harness) waitQuiescent(ctx context.Context, timeout time.Duration) (que
 				quietRounds = 0
 			}
 		}
-		if sleep(ctx, 200*time.Millisecond) != nil {
+		if timeutil.Sleep(ctx, 200*time.Millisecond) != nil {
 			return last, false
 		}
 	}
@@ -527,7 +522,7 @@ func (h *harness) send(ctx context.Context, queue string, body json.RawMessage) 
 			return id, nil
 		}
 		lastErr = err
-		if errors.Is(err, pgmq.ErrInvalidQueueName) || try > 300 || sleep(ctx, 100*time.Millisecond) != nil {
+		if errors.Is(err, pgmq.ErrInvalidQueueName) || try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
 			return 0, lastErr
 		}
 	}
@@ -544,7 +539,7 @@ func (h *harness) sendBatch(ctx context.Context, queue string, bodies []json.Raw
 			return ids, nil
 		}
 		lastErr = err
-		if try > 300 || sleep(ctx, 100*time.Millisecond) != nil {
+		if try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
 			return nil, lastErr
 		}
 	}
@@ -561,11 +556,4 @@ func (h *harness) insertAged(ctx context.Context, queue string, body []byte, rea
 		`INSERT INTO pgmq.q_%s (vt, message, read_ct) VALUES (clock_timestamp(), $1::jsonb, $2) RETURNING msg_id`, queue),
 		body, readCt).Scan(&id)
 	return id, err
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i] + " …"
-	}
-	return s
 }

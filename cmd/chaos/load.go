@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/messages"
 )
 
@@ -76,7 +77,7 @@ func (m outMsg) queue() string {
 // bigPadding is about 1 MB of text.
 var bigPadding = strings.Repeat("chaos-padding-0123456789abcdef-", (1<<20)/31)
 
-// taskRequestBody is the SPEC §5.1 body of a valid request.
+// taskRequestBody is the body of a valid task request (see docs/protocol.md).
 func taskRequestBody(scenario string, r *request, i int) json.RawMessage {
 	ctx := map[string]any{"n": r.n, "request": r.id}
 	if r.big {
@@ -345,7 +346,7 @@ func (h *harness) startDuplicator(ctx context.Context) (stop func() int) {
 	go func() {
 		defer close(done)
 		var last int64
-		for sleep(ctx, 30*time.Millisecond) == nil {
+		for timeutil.Sleep(ctx, 30*time.Millisecond) == nil {
 			rows, err := h.pool.Query(ctx, `
 				SELECT id, body FROM chaos.sent
 				WHERE queue = 'orchestration_step_results' AND id > $1 AND jsonb_typeof(body) = 'object'

@@ -27,14 +27,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	only := fs.String("only", "", "comma-separated scenario names or prefixes to run (default all): "+scenarioNames())
-	requests := fs.Int("requests", 0, "valid task requests of a full-size scenario, others scale from it (0: 200, 30 with -short)")
+	requests := fs.Int("requests", 0, fmt.Sprintf("valid task requests of a full-size scenario, others scale from it (0: %d, %d with -short)", RequestsDefault, RequestsShortDefault))
 	keep := fs.Bool("keep", false, "keep the scenario databases")
 	short := fs.Bool("short", false, "the reduced set that the Go test runs: fewer faults and requests")
 	restart := fs.Bool("restart", true, "run the PostgreSQL restart scenarios (local cluster only)")
 	seed := fs.Uint64("seed", 0, "seed of the random choices (0: random; printed)")
-	parallel := fs.Int("parallel", 1, "scenarios run at once (the restarts always run alone)")
+	parallel := fs.Int("parallel", ParallelDefault, "scenarios run at once (the restarts always run alone)")
 	quiet := fs.Bool("q", false, "no progress lines")
-	logLevel := fs.String("log-level", "info", "LOG_LEVEL of the consumer and worker processes")
+	logLevel := fs.String("log-level", LogLevelDefault, "LOG_LEVEL of the consumer and worker processes")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: chaos [flags]   (DATABASE_URL names the server; see `go doc ./cmd/chaos`)")
 		fs.PrintDefaults()
@@ -47,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "chaos: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *requests < 0 || *parallel < 1 {
+		fmt.Fprintf(stderr, "chaos: -requests must not be negative and -parallel must be at least 1\n")
 		return 2
 	}
 	admin := os.Getenv("DATABASE_URL")

@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/tasker-systems/consumer/internal/stats"
 )
 
 // run runs the scenario in the harness and fills the row. It always stops the processes and
@@ -161,17 +162,16 @@ func summarizeFaults(kinds []string) string {
 	return strings.Join(parts, ", ")
 }
 
+// summarizeRecovery is the worst recovery time and, for several faults, their p50.
 func summarizeRecovery(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "-"
 	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	worst := s[len(s)-1]
-	if len(s) == 1 {
-		return fmtDuration(worst)
+	s := stats.NewSample(ds)
+	if s.Len() == 1 {
+		return fmtDuration(s.Max())
 	}
-	return fmt.Sprintf("max %s, p50 %s", fmtDuration(worst), fmtDuration(s[len(s)/2]))
+	return fmt.Sprintf("max %s, p50 %s", fmtDuration(s.Max()), fmtDuration(s.Percentile(50)))
 }
 
 func fmtDuration(d time.Duration) string {

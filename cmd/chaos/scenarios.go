@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/tasker-systems/consumer/internal/timeutil"
 )
 
 // sizing is how big a scenario is.
@@ -159,7 +161,7 @@ func injectSigkill(ctx context.Context, h *harness, b *burst) error {
 		return err
 	}
 	for i := range h.size.faults {
-		if err := sleep(ctx, h.jitter(200*time.Millisecond, 900*time.Millisecond)); err != nil {
+		if err := timeutil.Sleep(ctx, h.jitter(200*time.Millisecond, 900*time.Millisecond)); err != nil {
 			return err
 		}
 		at := time.Now()
@@ -185,7 +187,7 @@ func injectListenerTermination(ctx context.Context, h *harness, b *burst) error 
 		return err
 	}
 	for i := range h.size.faults {
-		if err := sleep(ctx, h.jitter(200*time.Millisecond, 800*time.Millisecond)); err != nil {
+		if err := timeutil.Sleep(ctx, h.jitter(200*time.Millisecond, 800*time.Millisecond)); err != nil {
 			return err
 		}
 		pids, err := h.listenerPIDs(ctx, time.Time{})
@@ -257,7 +259,7 @@ func injectStall(ctx context.Context, h *harness, b *burst) error {
 	}
 	for i := range h.size.faults {
 		if i > 0 {
-			if err := sleep(ctx, h.jitter(time.Second, 2*time.Second)); err != nil {
+			if err := timeutil.Sleep(ctx, h.jitter(time.Second, 2*time.Second)); err != nil {
 				return err
 			}
 		}
@@ -278,7 +280,7 @@ func injectStall(ctx context.Context, h *harness, b *burst) error {
 			if !ready(h.consumers[0]) {
 				unready++
 			}
-			err = sleep(ctx, 250*time.Millisecond)
+			err = timeutil.Sleep(ctx, 250*time.Millisecond)
 		}
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		if err != nil {
@@ -302,7 +304,7 @@ func injectSigterm(ctx context.Context, h *harness, b *burst) error {
 	}
 	var drains []string
 	for i := range h.size.faults {
-		if err := sleep(ctx, h.jitter(300*time.Millisecond, 1200*time.Millisecond)); err != nil {
+		if err := timeutil.Sleep(ctx, h.jitter(300*time.Millisecond, 1200*time.Millisecond)); err != nil {
 			return err
 		}
 		at := time.Now()
@@ -318,7 +320,7 @@ func injectSigterm(ctx context.Context, h *harness, b *burst) error {
 			h.problemf("SIGTERM %d: took %s to exit, more than CONSUMER_SHUTDOWN_TIMEOUT %s", i+1, took, consumerShutdown)
 		}
 		// Let work pile up while no consumer runs.
-		if err := sleep(ctx, h.jitter(200*time.Millisecond, 700*time.Millisecond)); err != nil {
+		if err := timeutil.Sleep(ctx, h.jitter(200*time.Millisecond, 700*time.Millisecond)); err != nil {
 			return err
 		}
 		if err := h.start(ctx, c); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,13 +18,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/consumer/config"
 	"github.com/tasker-systems/consumer/internal/proc"
+	"github.com/tasker-systems/consumer/internal/timeutil"
+)
+
+// Defaults of the Options fields.
+const (
+	RequestsDefault      = 200
+	RequestsShortDefault = 30
+	ParallelDefault      = 1
+	LogLevelDefault      = config.LogLevelDefault
 )
 
 // Options tune a suite run.
 type Options struct {
 	// Requests is the number of valid task requests of a full-size scenario; scenarios scale
-	// from it. If 0, 200 (30 with Short) is used.
+	// from it. If 0, RequestsDefault (RequestsShortDefault with Short) is used.
 	Requests int
 	// Short runs the reduced version (fewer faults) that `go test` runs.
 	Short bool
@@ -38,13 +49,13 @@ type Options struct {
 	// Seed seeds the random choices (kill times, contexts); 0 picks one.
 	Seed uint64
 	// Parallel is the number of scenarios run at once (the restart scenarios always run
-	// alone). If 0, 1 is used.
+	// alone). If 0, ParallelDefault is used.
 	Parallel int
 	// LogDir receives one directory of logs per scenario. Required.
 	LogDir string
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
-	// LogLevel is the LOG_LEVEL of the processes; "" means info.
+	// LogLevel is the LOG_LEVEL of the processes. If empty, LogLevelDefault is used.
 	LogLevel string
 }
 
@@ -68,15 +79,16 @@ func NewSuite(ctx context.Context, admin string, opts Options) (*Suite, error) {
 	if opts.LogDir == "" {
 		return nil, errors.New("chaos: LogDir is required")
 	}
-	if opts.Requests <= 0 {
-		opts.Requests = 200
-		if opts.Short {
-			opts.Requests = 30
-		}
+	if opts.Requests < 0 || opts.Parallel < 0 {
+		return nil, fmt.Errorf("chaos: Requests (%d) and Parallel (%d) must not be negative", opts.Requests, opts.Parallel)
 	}
-	if opts.Parallel <= 0 {
-		opts.Parallel = 1
+	requests := RequestsDefault
+	if opts.Short {
+		requests = RequestsShortDefault
 	}
+	opts.Requests = cmp.Or(opts.Requests, requests)
+	opts.Parallel = cmp.Or(opts.Parallel, ParallelDefault)
+	opts.LogLevel = cmp.Or(opts.LogLevel, LogLevelDefault)
 	if opts.Seed == 0 {
 		opts.Seed = rand.Uint64()
 	}
@@ -233,7 +245,7 @@ func (s *Suite) sampleConnections(ctx context.Context) {
 			_ = conn.Close(context.Background())
 		}
 	}()
-	for sleep(ctx, 250*time.Millisecond) == nil {
+	for timeutil.Sleep(ctx, 250*time.Millisecond) == nil {
 		if conn == nil || conn.IsClosed() {
 			c, err := pgx.Connect(ctx, s.admin)
 			if err != nil {

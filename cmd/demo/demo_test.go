@@ -54,45 +54,6 @@ func TestProgressPlainOutputIsThrottled(t *testing.T) {
 	}
 }
 
-func TestPercentile(t *testing.T) {
-	t.Parallel()
-	ms := func(vs ...int) []time.Duration {
-		out := make([]time.Duration, len(vs))
-		for i, v := range vs {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
-	}
-	hundred := make([]int, 100)
-	for i := range hundred {
-		hundred[i] = 100 - i // 100..1, unsorted on purpose
-	}
-	for _, tc := range []struct {
-		in   []time.Duration
-		p    float64
-		want time.Duration
-	}{
-		{nil, 50, 0},
-		{ms(7), 50, 7 * time.Millisecond},
-		{ms(7), 99, 7 * time.Millisecond},
-		{ms(3, 1, 2), 50, 2 * time.Millisecond},
-		{ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
-		{ms(hundred...), 50, 50 * time.Millisecond},
-		{ms(hundred...), 99, 99 * time.Millisecond},
-		{ms(hundred...), 100, 100 * time.Millisecond},
-	} {
-		in := append([]time.Duration(nil), tc.in...)
-		if got := percentile(tc.in, tc.p); got != tc.want {
-			t.Errorf("percentile(%v, %v) = %s, want %s", tc.in, tc.p, got, tc.want)
-		}
-		for i := range in {
-			if in[i] != tc.in[i] {
-				t.Fatalf("percentile sorted its input")
-			}
-		}
-	}
-}
-
 func TestShortDuration(t *testing.T) {
 	t.Parallel()
 	for d, want := range map[time.Duration]string{
@@ -224,7 +185,7 @@ func TestSummaryAndProblems(t *testing.T) {
 	if total.tasks != 6 || total.ok() || total.steps != 14 || len(total.latencies) != 4 {
 		t.Errorf("total stats %+v", total)
 	}
-	if ok := (&stats{tasks: 1, complete: 1}).ok(); !ok {
+	if ok := (&tally{tasks: 1, complete: 1}).ok(); !ok {
 		t.Error("one complete task with right results is not ok")
 	}
 
@@ -238,6 +199,13 @@ func TestSummaryAndProblems(t *testing.T) {
 	}
 	if strings.Contains(problems, "n=3") || strings.Contains(problems, "linear n=1") {
 		t.Errorf("problems list an unfinished or a good task:\n%s", problems)
+	}
+	dup := &task{tmpl: linear, n: 9, msgID: 45, duplicate: true}
+	if !dup.finished() || dup.complete() {
+		t.Error("a duplicate request is not finished without completing")
+	}
+	if p := (&demo{tasks: []*task{dup}}).problems(); len(p) != 1 || !strings.Contains(p[0], "linear n=9: request acknowledged as a duplicate") {
+		t.Errorf("problems of a duplicate: %q", p)
 	}
 	d.tasks = append(d.tasks, &task{tmpl: linear, taskUUID: uuid.New(), state: "steps_in_process"},
 		&task{tmpl: linear, taskUUID: uuid.New(), state: "steps_in_process"}, &task{tmpl: linear, taskUUID: uuid.New(), state: "pending"})

@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"slices"
 	"strings"
 	"time"
 )
@@ -72,18 +70,6 @@ func isTerminal(f *os.File) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// percentile returns the p-th percentile (0 < p ≤ 100) of ds by the nearest-rank method:
-// the smallest value that at least p % of the values do not exceed. Zero for no values.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(math.Ceil(p / 100 * float64(len(s))))
-	return s[min(max(rank, 1), len(s))-1]
 }
 
 // shortDuration renders a latency with a precision that suits its size: 850µs, 42ms, 1.25s.

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/worker"
 )
 
@@ -83,12 +84,8 @@ func register(w *worker.Worker, delay time.Duration) {
 func withDelay(f func(worker.Step) (any, error), delay time.Duration) worker.Handler {
 	return func(ctx context.Context, step worker.Step) (any, error) {
 		if delay > 0 {
-			t := time.NewTimer(delay)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := timeutil.Sleep(ctx, delay); err != nil {
+				return nil, err
 			}
 		}
 		return f(step)

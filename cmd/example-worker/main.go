@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,29 +38,47 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	envnames "github.com/tasker-systems/consumer/config"
+	settings "github.com/tasker-systems/consumer/config"
+	"github.com/tasker-systems/consumer/internal/appname"
+	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/worker"
 )
 
 const applicationName = "example-worker"
 
+// NamespaceDefault is the namespace of testdata/templates.
+const NamespaceDefault = "demo"
+
 // config is the program's configuration; the env tags are its interface.
 type config struct {
 	DatabaseURL       string        `env:"DATABASE_URL"`
 	ListenDatabaseURL string        `env:"LISTEN_DATABASE_URL"`
-	Namespace         string        `env:"WORKER_NAMESPACE, default=demo"`
-	Concurrency       int           `env:"WORKER_CONCURRENCY, default=8"`
-	VisibilityTimeout time.Duration `env:"WORKER_VISIBILITY_TIMEOUT, default=30s"`
-	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL, default=0"`
-	PollInterval      time.Duration `env:"WORKER_POLL_INTERVAL, default=1s"`
-	ShutdownTimeout   time.Duration `env:"WORKER_SHUTDOWN_TIMEOUT, default=30s"`
-	StepDelay         time.Duration `env:"WORKER_STEP_DELAY, default=0"`
+	Namespace         string        `env:"WORKER_NAMESPACE"`
+	Concurrency       int           `env:"WORKER_CONCURRENCY"`
+	VisibilityTimeout time.Duration `env:"WORKER_VISIBILITY_TIMEOUT"`
+	HeartbeatInterval time.Duration `env:"WORKER_HEARTBEAT_INTERVAL"`
+	PollInterval      time.Duration `env:"WORKER_POLL_INTERVAL"`
+	ShutdownTimeout   time.Duration `env:"WORKER_SHUTDOWN_TIMEOUT"`
+	StepDelay         time.Duration `env:"WORKER_STEP_DELAY"`
 	WorkerID          string        `env:"WORKER_ID"`
-	LogLevel          string        `env:"LOG_LEVEL, default=info"`
-	LogFormat         string        `env:"LOG_FORMAT, default=json"`
+	LogLevel          string        `env:"LOG_LEVEL"`
+	LogFormat         string        `env:"LOG_FORMAT"`
 
 	pool  *pgxpool.Config // parsed DatabaseURL
 	level zapcore.Level
+}
+
+// defaults are the worker SDK's own defaults, and the consumer's for the shared LOG_ variables.
+func defaults() config {
+	return config{
+		Namespace:         NamespaceDefault,
+		Concurrency:       worker.ConcurrencyDefault,
+		VisibilityTimeout: worker.VisibilityTimeoutDefault,
+		PollInterval:      worker.PollIntervalDefault,
+		ShutdownTimeout:   worker.ShutdownTimeoutDefault,
+		LogLevel:          settings.LogLevelDefault,
+		LogFormat:         settings.LogFormatDefault,
+	}
 }
 
 func main() {
@@ -120,8 +139,8 @@ func run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) int {
 // loadConfig reads and checks the configuration. The error is one line naming the variable.
 func loadConfig(ctx context.Context, env envconfig.Lookuper) (*config, error) {
 	var c config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: env}); err != nil {
-		return nil, envnames.EnvError(err, &c)
+	if err := settings.Process(ctx, &c, defaults(), env); err != nil {
+		return nil, err
 	}
 	if strings.TrimSpace(c.DatabaseURL) == "" {
 		return nil, errors.New("DATABASE_URL: required")
@@ -130,13 +149,9 @@ func loadConfig(ctx context.Context, env envconfig.Lookuper) (*config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %v", err)
 	}
-	if _, set := pool.ConnConfig.RuntimeParams["application_name"]; !set {
-		pool.ConnConfig.RuntimeParams["application_name"] = applicationName
-	}
-	if c.ListenDatabaseURL == "" {
-		c.ListenDatabaseURL = c.DatabaseURL
-	}
-	if err := worker.ValidateNamespace(c.Namespace); err != nil {
+	appname.Default(pool.ConnConfig.RuntimeParams, applicationName)
+	c.ListenDatabaseURL = cmp.Or(c.ListenDatabaseURL, c.DatabaseURL)
+	if err := messages.ValidateNamespace(c.Namespace); err != nil {
 		return nil, fmt.Errorf("WORKER_NAMESPACE: %v", err)
 	}
 	switch {

@@ -1,4 +1,4 @@
-package main
+package consumercli
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/workflow"
 )
 
@@ -59,8 +60,8 @@ func short(raw []byte) string {
 	if s == "" || s == "null" {
 		return "-"
 	}
-	if len(s) > 60 {
-		return s[:57] + "..."
-	}
-	return s
+	return textutil.Truncate(s, shortWidth)
 }
+
+// shortWidth is the widest value a table column shows, in bytes.
+const shortWidth = 60

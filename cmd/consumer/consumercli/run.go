@@ -1,4 +1,4 @@
-package main
+package consumercli
 
 import (
 	"context"
@@ -19,6 +19,12 @@ import (
 	"github.com/tasker-systems/consumer/service"
 	"github.com/tasker-systems/consumer/template"
 	"github.com/tasker-systems/consumer/workflow"
+)
+
+// Timeouts of the HTTP server of /healthz, /readyz and /metrics.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpShutdownTimeout   = 5 * time.Second
 )
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -84,7 +90,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("CONSUMER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: ops.Handler(svc, reg, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: ops.Handler(svc, reg, cfg.Pprof), ReadHeaderTimeout: httpReadHeaderTimeout}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server failed", zap.Error(err))
@@ -95,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 
 	err = svc.Run(ctx)
 	if srv != nil {
-		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
 		_ = srv.Shutdown(shutCtx)
 		cancel()
 	}

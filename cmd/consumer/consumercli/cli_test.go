@@ -1,4 +1,4 @@
-package main
+package consumercli
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ func run(t *testing.T, env map[string]string, args ...string) (int, string, stri
 		t.Setenv(k, v)
 	}
 	var stdout, stderr bytes.Buffer
-	code := runMain(context.Background(), args, &stdout, &stderr)
+	code := Run(context.Background(), args, &stdout, &stderr, "test")
 	return code, stdout.String(), stderr.String()
 }
 

@@ -1,4 +1,4 @@
-package main
+package consumercli
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/sethvargo/go-envconfig"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tasker-systems/consumer/config"
+	"github.com/tasker-systems/consumer/internal/appname"
+	"github.com/tasker-systems/consumer/internal/textutil"
 )
 
 // newFlags returns a flag set that reports errors instead of exiting, with a usage line.
@@ -40,9 +41,9 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 // loadConfig reads the environment; any problem is a configuration error (exit 2).
 func loadConfig(ctx context.Context) (*config.Config, error) {
-	cfg, err := config.LoadFrom(ctx, envconfig.OsLookuper())
+	cfg, err := config.Load(ctx)
 	if err != nil {
-		return nil, usageError{strings.ReplaceAll(err.Error(), "\n", "; ")}
+		return nil, usageError{textutil.OneLine(err.Error())}
 	}
 	return cfg, nil
 }
@@ -67,15 +68,21 @@ func newLogger(cfg *config.Config) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-// connect opens the pool, naming the connections "consumer" unless the URL names them.
+// applicationName names the consumer's pool connections in pg_stat_activity (its LISTEN
+// connection is named by package listener).
+const applicationName = "consumer"
+
+// operatorPoolConns is the pool size of the operator commands: one query at a time.
+const operatorPoolConns = 2
+
+// connect opens the pool, naming the connections applicationName unless the connection string
+// or PGAPPNAME names them.
 func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, usagef("DATABASE_URL: %v", err)
 	}
-	if !strings.Contains(cfg.DatabaseURL, "application_name") {
-		pc.ConnConfig.RuntimeParams["application_name"] = "consumer"
-	}
+	appname.Default(pc.ConnConfig.RuntimeParams, applicationName)
 	pc.MaxConns = int32(cfg.DBMaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -94,7 +101,7 @@ func withPool(ctx context.Context, f func(*pgxpool.Pool) error) error {
 	if err != nil {
 		return err
 	}
-	cfg.DBMaxConns = 2
+	cfg.DBMaxConns = operatorPoolConns
 	pool, err := connect(ctx, cfg)
 	if err != nil {
 		return err
