@@ -10,8 +10,9 @@ import "embed"
 //go:embed migrations/*.sql
 var Migrations embed.FS
 
-// BundledPGMQ is the project's own PGMQ-compatible schema (SPEC §4.1, case 3). The script is
-// idempotent: re-running it upgrades a bundled install in place and never touches queue data.
+// BundledPGMQ is the project's own PGMQ-compatible schema, for databases without PGMQ (see
+// docs/pgmq-compatibility.md). The script is idempotent: re-running it upgrades a bundled install
+// of any earlier version in place and keeps every message.
 //
 //go:embed pgmq/pgmq.sql
 var BundledPGMQ string
