@@ -385,7 +385,8 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------------------------
--- Acknowledging: delete, or archive (move to a_<queue> with archived_at).
+-- Acknowledging: delete, or archive (move to a_<queue> with archived_at). Batch forms return
+-- the ids they found, in order.
 ------------------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION pgmq.delete(queue_name text, msg_id bigint)
@@ -401,19 +402,22 @@ END $$;
 CREATE OR REPLACE FUNCTION pgmq.delete(queue_name text, msg_ids bigint[])
 RETURNS SETOF bigint LANGUAGE plpgsql AS $$
 BEGIN
-  RETURN QUERY EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = ANY($1) RETURNING msg_id',
+  RETURN QUERY EXECUTE format(
+    'WITH d AS (DELETE FROM pgmq.%I WHERE msg_id = ANY($1) RETURNING msg_id) SELECT msg_id FROM d ORDER BY msg_id',
     pgmq.format_table_name(queue_name, 'q')) USING msg_ids;
 END $$;
 
--- _archive_sql moves the messages whose ids match $1 (= $1 or = ANY($1)) to the archive.
+-- _archive_sql moves the messages whose ids match $1 (= $1 or = ANY($1)) to the archive and
+-- returns their ids in order.
 CREATE OR REPLACE FUNCTION pgmq._archive_sql(queue_name text, id_match text)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
   SELECT format(
     'WITH d AS (DELETE FROM pgmq.%I WHERE msg_id %s
-                RETURNING msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)
-     INSERT INTO pgmq.%I (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)
-     SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM d
-     RETURNING msg_id',
+                RETURNING msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers),
+          a AS (INSERT INTO pgmq.%I (msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers)
+                SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM d
+                RETURNING msg_id)
+     SELECT msg_id FROM a ORDER BY msg_id',
     pgmq.format_table_name(queue_name, 'q'), id_match, pgmq.format_table_name(queue_name, 'a'))
 $$;
 
