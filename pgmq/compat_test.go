@@ -462,7 +462,7 @@ func TestCompatSendForms(t *testing.T) {
 					t.Errorf("case %d: message %d vt %v, want %v", i, id, r.VT, *c.at)
 				}
 			default:
-				assertVTAfter(t, r.VT, before, after.Add(c.delay), c.delay)
+				assertVTAfter(t, r.VT, before, after, c.delay)
 			}
 		}
 	}
@@ -800,9 +800,11 @@ func TestCompatPurgeAndMetrics(t *testing.T) {
 		return ms
 	}
 	m := scan("pgmq.metrics('metered')")
+	// Ages are whole seconds since the newest and oldest enqueue: 0 unless this machine is slow.
+	age := func(a *int32) bool { return a != nil && *a >= 0 && *a <= 5 }
 	if len(m) != 1 || m[0].Name != "metered" || m[0].Length != 6 || m[0].Total != 7 || m[0].Visible != 4 ||
-		m[0].Newest == nil || *m[0].Newest != 0 || m[0].Oldest == nil || *m[0].Oldest != 0 || m[0].ScrapeTime.IsZero() {
-		t.Fatalf("metrics = %+v, want length 6, total 7, visible 4, ages 0", m)
+		!age(m[0].Newest) || !age(m[0].Oldest) || m[0].ScrapeTime.IsZero() {
+		t.Fatalf("metrics = %+v, want length 6, total 7, visible 4, ages of a few seconds at most", m)
 	}
 	if e := scan("pgmq.metrics('empty_one')"); e[0].Length != 0 || e[0].Total != 0 || e[0].Newest != nil || e[0].Oldest != nil {
 		t.Fatalf("metrics of an empty queue = %+v", e)
