@@ -2,6 +2,10 @@
 // existing SQL-only install, or the project's bundled schema, in that order of preference) and
 // the tasker schema migrations embedded from sql/migrations.
 //
+// The bundled schema records its version in pgmq.bundled_version; running its script again
+// upgrades a database installed by any earlier bundled version in place, keeping every message.
+// docs/pgmq-compatibility.md says what each PGMQ source provides.
+//
 // Up is safe to repeat and safe when several processes run it at once: everything happens on one
 // connection holding a session advisory lock, and every step is idempotent.
 package migrate

@@ -37,10 +37,12 @@ const lockKey int64 = 0x7461736b65720001
 
 // Report describes what Up found and did.
 type Report struct {
-	PGMQ        PGMQSource
-	PGMQVersion string // extension version; empty for the other sources
-	FromVersion int32  // tasker schema version before
-	ToVersion   int32  // tasker schema version after
+	PGMQ PGMQSource
+	// PGMQVersion is the extension's version, or the bundled schema's (pgmq.bundled_version);
+	// empty for a SQL-only install, which records none.
+	PGMQVersion string
+	FromVersion int32 // tasker schema version before
+	ToVersion   int32 // tasker schema version after
 }
 
 // Up brings the database to the latest schema. See the package documentation.
@@ -104,8 +106,9 @@ func UpConn(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (rep Report, e
 	return rep, nil
 }
 
-// ensurePGMQ finds or installs PGMQ, preferring the extension, then an existing SQL-only
-// install, then the bundled schema (docs/protocol.md, "PGMQ itself").
+// ensurePGMQ finds or installs PGMQ, preferring in order: the pgmq extension (installed or
+// available), an existing SQL-only install (a pgmq schema with pgmq.send that is not ours), and
+// the bundled schema, which is installed fresh or upgraded in place.
 func ensurePGMQ(ctx context.Context, conn *pgx.Conn) (PGMQSource, string, error) {
 	var installed, available, hasSend bool
 	var schemaComment *string
@@ -132,11 +135,15 @@ func ensurePGMQ(ctx context.Context, conn *pgx.Conn) (PGMQSource, string, error)
 	case hasSend && (schemaComment == nil || *schemaComment != bundledMarker):
 		return PGMQSQLOnly, "", nil
 	default:
-		// Fresh install or an upgrade of our own bundled schema; the script is idempotent.
+		// A fresh install, or an upgrade of an earlier bundled version: the script does both.
 		if err := execScript(ctx, conn, sqlfiles.BundledPGMQ); err != nil {
 			return "", "", fmt.Errorf("migrate: install bundled pgmq: %w", err)
 		}
-		return PGMQBundled, "", nil
+		var version string
+		if err := conn.QueryRow(ctx, "SELECT max(version)::text FROM pgmq.bundled_version").Scan(&version); err != nil {
+			return "", "", fmt.Errorf("migrate: read bundled pgmq version: %w", err)
+		}
+		return PGMQBundled, version, nil
 	}
 }
 

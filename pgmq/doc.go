@@ -7,9 +7,11 @@
 // becomes visible again when its visibility timeout expires.
 //
 // The package runs unchanged against the real pgmq extension (1.5 to 1.13), a SQL-only PGMQ
-// install and the project's bundled PGMQ-compatible schema (SPEC §4.1). To that end it calls
-// PGMQ functions with every parameter cast (several are overloaded) and selects result columns
-// by name (pgmq.message_record gained last_read_at in 1.10).
+// install and the project's bundled PGMQ-compatible schema (docs/pgmq-compatibility.md). To
+// that end it calls PGMQ functions with every parameter cast (several are overloaded) and
+// selects result columns by name (pgmq.message_record gained last_read_at in 1.10). Its tests
+// include a conformance suite of PGMQ's SQL API and a run of the third-party client pgmq-go;
+// both run against a real PGMQ when TEST_DATABASE_URL points at one.
 //
 // Semantics worth knowing:
 //
@@ -20,7 +22,7 @@
 //   - Read uses PGMQ's FOR UPDATE SKIP LOCKED: concurrent readers never receive the same
 //     message and never wait for each other.
 //   - ReadSpecific and ReadSpecificBatch claim messages by id through the project's
-//     tasker.pgmq_read_specific_message(s) functions (SPEC §4.2). Getting nothing back is the
+//     tasker.pgmq_read_specific_message(s) functions (docs/protocol.md). Getting nothing back is the
 //     normal outcome of a race (another consumer claimed, deleted or delayed it), not an error.
 //   - Send, SendBatch, ReadSpecificBatch, DeleteBatch and ArchiveBatch are one statement, one
 //     round trip each.

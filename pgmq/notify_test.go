@@ -16,7 +16,7 @@ import (
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// readyEvent is the JSON payload of the queue notify trigger (SPEC §4.2).
+// readyEvent is the JSON payload of the queue notify trigger (see docs/protocol.md).
 type readyEvent struct {
 	EventType string  `json:"event_type"`
 	QueueName string  `json:"queue_name"`

@@ -10,9 +10,9 @@ import "embed"
 //go:embed migrations/*.sql
 var Migrations embed.FS
 
-// BundledPGMQ is the project's own PGMQ-compatible schema, installed only when the database has
-// neither the pgmq extension nor a SQL-only PGMQ (docs/protocol.md, "PGMQ itself"). The script
-// is idempotent: re-running it upgrades a bundled install in place and never touches queue data.
+// BundledPGMQ is the project's own PGMQ-compatible schema, for databases without PGMQ (see
+// docs/pgmq-compatibility.md). The script is idempotent: re-running it upgrades a bundled install
+// of any earlier version in place and keeps every message.
 //
 //go:embed pgmq/pgmq.sql
 var BundledPGMQ string
