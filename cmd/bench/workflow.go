@@ -302,6 +302,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 	for i := range bodies {
 		bodies[i] = taskRequest(fmt.Sprintf("sat-%d-%d", run, i), "diamond", fmt.Sprintf(`{"n":%d,"run":%d,"i":%d}`, i%7+1, run, i))
 	}
+	statements := resetStatements(ctx, db.pool)
 	cpu0, err := cpuSnapshot(ctx, db.pool, p.Pid())
 	if err != nil {
 		return runResult{}, err
@@ -361,6 +362,13 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 		return runResult{}, err
 	}
 	cpu := cpu1.since(cpu0)
+	var top []statementStat
+	if statements {
+		if top, err = topStatements(ctx, db.pool, 15, steps); err != nil {
+			return runResult{}, err
+		}
+		printStatements(e.stderr, fmt.Sprintf("saturation run %d: top statements", run), top)
+	}
 	if err := wk.stop(); err != nil {
 		return runResult{}, err
 	}
@@ -395,7 +403,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 			"worker_failed": wk.w.Failed(), "worker_concurrency": workerConcurrency,
 			"queue_depth_during_run": depth.report(), "db_wait_events_during_run": topWaits(waits, 12),
 			"consumer_batches": batches, "cpu_ms_per_step": cpu.perStep(steps), "cpu_seconds": cpu,
-			"table_scans": scans, "phases_s": ph.m},
+			"table_scans": scans, "phases_s": ph.m, "top_statements": top},
 		summary: summary,
 	}, nil
 }
