@@ -97,6 +97,20 @@ func (e *Engine) Handlers() actor.Handlers {
 	return actor.Handlers{Task: e, Step: e, Finalization: e}
 }
 
+// customPlansSQL starts the first round trip of every handler call. The engine runs a few
+// statements per batch, so planning each for its actual arrays costs little; a cached generic
+// plan, made while the tables were nearly empty (a fresh database), would go on scanning them
+// sequentially long after they have grown, until autovacuum analyzes them.
+const customPlansSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+	set_config('random_page_cost', '1.1', true)`
+
+// newBatch returns the batch of a handler call's first round trip.
+func newBatch() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue(customPlansSQL)
+	return b
+}
+
 // lockedTask is a task row as read under its row lock.
 type lockedTask struct {
 	uuid          uuid.UUID
@@ -181,13 +195,16 @@ const readySQL = `
 	  INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
 	  SELECT m.step_uuid, m.task_uuid, $3::text, $6::text, 1, $7::text, $2::timestamptz
 	  FROM moved m
+	), deps AS (
+	  SELECT e.child_uuid, jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb)) AS results
+	  FROM tasker.workflow_step_edges e
+	  JOIN tasker.workflow_steps p ON p.step_uuid = e.parent_uuid
+	  WHERE e.child_uuid IN (SELECT step_uuid FROM ready)
+	  GROUP BY e.child_uuid
 	)
 	SELECT m.task_uuid, m.step_uuid, m.name, m.callable, m.initialization, m.max_attempts,
-	       (SELECT coalesce(jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb)), '{}'::jsonb)
-	        FROM tasker.workflow_step_edges e
-	        JOIN tasker.workflow_steps p ON p.step_uuid = e.parent_uuid
-	        WHERE e.child_uuid = m.step_uuid)
-	FROM moved m
+	       coalesce(d.results, '{}'::jsonb)
+	FROM moved m LEFT JOIN deps d ON d.child_uuid = m.step_uuid
 	ORDER BY m.task_uuid, m.position`
 
 // runningTaskStates are the states in which a task's steps may still be dispatched.

@@ -27,7 +27,7 @@ func (e *Engine) FinalizeTasks(ctx context.Context, tx pgx.Tx, taskUUIDs []uuid.
 	}
 	// The lock, then (in later statements, so they see the current rows) the ready dispatch,
 	// which does nothing for a finished or missing task, and the counts.
-	b := &pgx.Batch{}
+	b := newBatch()
 	queueLockTasks(b, ids, tasks)
 	e.queueSettle(b, &sq, now)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -350,16 +350,18 @@ func (e *Engine) lookupTemplates(ctx context.Context, tx pgx.Tx, keys []template
 		source string
 		def    []byte
 	}
-	rows, err := tx.Query(ctx, lookupTemplatesSQL, namespaces, names, versions, ids, fps)
-	if err != nil {
-		return nil, fmt.Errorf("look up %d template(s): %w", n, err)
-	}
-	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (found, error) {
-		var f found
-		err := row.Scan(&f.ord, &f.id, &f.fp, &f.source, &f.def)
-		return f, err
+	var rs []found
+	b := newBatch()
+	b.Queue(lookupTemplatesSQL, namespaces, names, versions, ids, fps).Query(func(rows pgx.Rows) error {
+		var err error
+		rs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (found, error) {
+			var f found
+			err := row.Scan(&f.ord, &f.id, &f.fp, &f.source, &f.def)
+			return f, err
+		})
+		return err
 	})
-	if err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("look up %d template(s): %w", n, err)
 	}
 	out := make(map[templateKey]registeredTemplate, len(rs))

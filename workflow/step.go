@@ -111,7 +111,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 	}
 	tasks := map[uuid.UUID]*lockedTask{}
 	steps := map[uuid.UUID]*stepRow{}
-	b := &pgx.Batch{}
+	b := newBatch()
 	queueLockTasks(b, distinct(taskIDs), tasks)
 	b.Queue(readStepsSQL, distinct(stepIDs)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
