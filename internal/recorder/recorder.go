@@ -32,8 +32,10 @@ type Recorder struct {
 	Gate chan struct{}
 	// Entered receives the request id of each blocking handler as it starts.
 	Entered chan string
-	// Attempts counts task handler runs.
+	// Attempts counts task handler runs, one per request.
 	Attempts atomic.Int64
+	// Calls counts task handler calls, one per batch or part of a batch.
+	Calls atomic.Int64
 }
 
 // New creates test_effects in the database of pool and returns a Recorder.
@@ -65,6 +67,7 @@ type steer struct {
 // {"permanent"}) fail their own request and leave no effect; a panic or data the database
 // refuses fails the whole call, as a broken set-based statement would.
 func (r *Recorder) InitializeTasks(ctx context.Context, tx pgx.Tx, reqs []messages.TaskRequest) ([]actor.Result[commands.TaskInitializeResult], error) {
+	r.Calls.Add(1)
 	out := make([]actor.Result[commands.TaskInitializeResult], len(reqs))
 	for i, req := range reqs {
 		res, err := r.initialize(ctx, tx, req)
