@@ -390,8 +390,7 @@ func (a *Actor) ack(ctx context.Context, tx pgx.Tx, queue string, items []*item)
 	return nil
 }
 
-// finish records a message's outcome: statistics, in-flight set, metrics, log and reply. It is
-// the seed's execute_with_stats for queue messages.
+// finish records a message's outcome: statistics, in-flight set, metrics, log and reply.
 func (a *Actor) finish(w work, it *item) {
 	ref := w.ref()
 	a.cfg.InFlight.Remove(ref)

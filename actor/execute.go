@@ -14,7 +14,7 @@ import (
 
 var errShuttingDown = errors.New("consumer shutting down")
 
-// execute is the one place an outcome is accounted for (the seed's execute_with_stats): it
+// execute is the one place an outcome is accounted for: it
 // records the statistic and sends the reply when someone waits, logging at ERROR when the
 // requester has gone away.
 func execute[T any](a *Actor, kind commands.Kind, outcome commands.Outcome, resp commands.Responder[T], v T, err error) {

@@ -17,7 +17,7 @@ import (
 	"github.com/tasker-systems/consumer/messages"
 )
 
-// Task states (SPEC §4.3).
+// Task states (see docs/protocol.md).
 const (
 	TaskPending         = "pending"
 	TaskStepsInProcess  = "steps_in_process"
@@ -27,7 +27,7 @@ const (
 	TaskCancelled       = "cancelled"
 )
 
-// Step states (SPEC §4.3).
+// Step states (see docs/protocol.md).
 const (
 	StepPending         = "pending"
 	StepEnqueued        = "enqueued"

@@ -24,7 +24,7 @@ import (
 const registerLock int64 = 0x7461736b65720010
 
 // Register stores templates in the registry table and creates the worker queue of each of
-// their namespaces (worker_<ns>_queue) with its notify trigger (SPEC §3, §4.2).
+// their namespaces (worker_<ns>_queue) with its notify trigger (see docs/protocol.md).
 //
 // Registering a template again with the same fingerprint does nothing. A template whose
 // fingerprint differs from the one registered under the same namespace/name/version is
