@@ -53,9 +53,9 @@
 // (step_uuid, attempt) refuses a second dispatch of one attempt. Since the messages are sent
 // in the caller's transaction, a rolled-back call leaves neither rows nor messages.
 //
-// Each call plans its statements for their actual arrays (plan_cache_mode force_custom_plan
-// for the transaction, with in-memory page costs): a cached generic plan made while the tables
-// were nearly empty would keep scanning them sequentially after they have grown.
+// Each call sets random_page_cost to 1.1 for its transaction: the hot rows are in memory,
+// and with the default cost the plans made while the tables were nearly empty would keep
+// scanning them sequentially after they have grown.
 //
 // # Step lifecycle
 //

@@ -97,17 +97,18 @@ func (e *Engine) Handlers() actor.Handlers {
 	return actor.Handlers{Task: e, Step: e, Finalization: e}
 }
 
-// customPlansSQL starts the first round trip of every handler call. The engine runs a few
-// statements per batch, so planning each for its actual arrays costs little; a cached generic
-// plan, made while the tables were nearly empty (a fresh database), would go on scanning them
-// sequentially long after they have grown, until autovacuum analyzes them.
-const customPlansSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-	set_config('random_page_cost', '1.1', true)`
+// pageCostSQL starts the first round trip of every handler call. The engine reads a few
+// rows by key from tables that live in memory; with the default random_page_cost, plans made
+// while the tables were nearly empty (a fresh database), and cached generic plans in
+// particular, scan them sequentially long after they have grown. Planning every statement
+// for its arrays instead (force_custom_plan) cost more CPU per step in the saturation
+// benchmark than it saved, most of all on batches of one.
+const pageCostSQL = "SET LOCAL random_page_cost = 1.1"
 
 // newBatch returns the batch of a handler call's first round trip.
 func newBatch() *pgx.Batch {
 	b := &pgx.Batch{}
-	b.Queue(customPlansSQL)
+	b.Queue(pageCostSQL)
 	return b
 }
 
