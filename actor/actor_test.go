@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -623,5 +624,76 @@ func TestDataTheDatabaseRefusesIsDeadLetteredAtOnce(t *testing.T) {
 	}
 	if dl := h.deadLetters(); len(dl) != 1 || dl[0].ReadCount != 1 || !strings.Contains(dl[0].Error, "22P02") {
 		t.Fatalf("dead letters = %+v", dl)
+	}
+}
+
+// A message that fails the handler's call as a whole (here: data the database refuses) is
+// isolated by bisecting the batch: every other message of the batch gets its outcome, with a
+// few calls of the handler, not one per message.
+func TestPoisonedMessageIsIsolatedByBisection(t *testing.T) {
+	db := testdb.New(t, 8)
+	rec := recorder.New(t, db.Pool)
+	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 16 })
+	q := messages.QueueTaskRequests
+	blocker := h.send(q, recorder.TaskRequest("blocker", `{"block":true}`))
+	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: blocker, ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.Entered // the only slot is taken: the next messages queue up into one batch
+	const n, poisoned = 8, 5
+	ids := make([]int64, n)
+	for i := range ids {
+		steer := `{}`
+		if i == poisoned {
+			steer = `{"bad_data":true}`
+		}
+		ids[i] = h.send(q, recorder.TaskRequest(fmt.Sprintf("m%d", i), steer))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var replies []<-chan commands.Reply[commands.MessageOutcome]
+	for _, id := range ids {
+		r, reply := commands.NewResponder[commands.MessageOutcome](ctx)
+		replies = append(replies, reply)
+		if err := h.cmds.Send(ctx, commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now(), Reply: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for h.cmds.Len() > 0 {
+		runtime.Gosched() // until the actor has taken every event off the channel
+	}
+	callsBefore := rec.Calls.Load()
+	close(rec.Gate)
+	got := map[int64]commands.MessageOutcome{}
+	for _, reply := range replies {
+		select {
+		case r := <-reply:
+			got[r.Value.Ref.MsgID] = r.Value
+		case <-ctx.Done():
+			t.Fatal("no reply")
+		}
+	}
+	for i, id := range ids {
+		want := commands.OutcomeProcessed
+		if i == poisoned {
+			want = commands.OutcomeDeadLettered
+		}
+		if got[id].Outcome != want {
+			t.Fatalf("message %d: outcome %v (%v), want %v", i, got[id].Outcome, got[id].Err, want)
+		}
+		effects := 1
+		if i == poisoned {
+			effects = 0
+		}
+		if e := rec.Effects(t, "task", fmt.Sprintf("m%d", i)); e != effects {
+			t.Fatalf("message %d: %d effects, want %d", i, e, effects)
+		}
+	}
+	// One call for the batch, then two per level of bisection: 1 + 2·log2(8).
+	if calls := rec.Calls.Load() - callsBefore; calls > 7 {
+		t.Fatalf("%d handler calls for a batch of %d with one poisoned message, want at most 7", calls, n)
+	}
+	if n := h.queueLen(q); n != 0 {
+		t.Fatalf("queue length = %d, want 0", n)
 	}
 }

@@ -1,12 +1,10 @@
 package actor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -128,12 +126,8 @@ func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (i
 			runnable = append(runnable, it)
 		}
 	}
-	// Same lock order in every batch: handlers lock their task row, and two batches taking two
-	// tasks in opposite orders would deadlock.
-	slices.SortStableFunc(runnable, func(x, y *item) int { return bytes.Compare(x.h.taskUUID[:], y.h.taskUUID[:]) })
-
 	if len(runnable) > 0 {
-		if err := a.runHandlers(ctx, tx, runnable); err != nil {
+		if err := a.runHandlers(ctx, tx, queue, runnable); err != nil {
 			return items, notFound, false, err
 		}
 	}
@@ -228,7 +222,7 @@ func (a *Actor) hydrate(it *item) bool {
 		a.deadLetter(it, messages.ReasonValidation, fmt.Errorf("no hydrator for queue %s", it.w.queue))
 		return false
 	}
-	h, err := hyd(a.cfg.Handlers, it.msg.Body)
+	h, err := hyd(it.msg.Body)
 	if err != nil {
 		reason := messages.ReasonValidation
 		if !json.Valid(it.msg.Body) {
@@ -249,66 +243,95 @@ func (a *Actor) deadLetter(it *item, reason string, err error) {
 	}
 }
 
-// runHandlers runs every handler optimistically in the batch transaction. If one fails, it rolls
-// back to the savepoint taken with the claim and re-runs each of the others under its own
-// savepoint, so a failure undoes only its own message's effects.
-func (a *Actor) runHandlers(ctx context.Context, tx pgx.Tx, runnable []*item) error {
-	failed := -1
-	for i, it := range runnable {
-		if !a.runOne(ctx, tx, it) {
-			failed = i
-			break
-		}
-	}
-	if failed < 0 {
+// runHandlers hands the whole batch to its handler in one call, under the savepoint taken
+// with the claim. If the call fails as a whole, it rolls back to that savepoint and isolates
+// the message at fault by bisection: each half is called again under a savepoint of its own,
+// a half that fails is split again, and a message that fails alone is classified. So the
+// others keep their outcome at the cost of about 2·log2(n) extra calls, not one call each.
+func (a *Actor) runHandlers(ctx context.Context, tx pgx.Tx, queue string, runnable []*item) error {
+	if a.callHandler(ctx, tx, runnable) {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT handlers"); err != nil {
 		return fmt.Errorf("rollback to savepoint: %w", err)
 	}
-	// The failed message is not run twice in one delivery; the others are re-run in isolation.
-	a.classifyFailure(runnable[failed])
-	for i, it := range runnable {
-		if i == failed {
-			continue
-		}
-		if _, err := tx.Exec(ctx, "SAVEPOINT msg"); err != nil {
-			return fmt.Errorf("savepoint: %w", err)
-		}
-		if a.runOne(ctx, tx, it) {
-			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT msg"); err != nil {
-				return fmt.Errorf("release savepoint: %w", err)
-			}
-			continue
-		}
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT msg"); err != nil {
-			return fmt.Errorf("rollback to savepoint: %w", err)
-		}
-		a.classifyFailure(it)
+	if err := a.bisect(ctx, tx, queue, runnable); err != nil {
+		return err
 	}
 	return ctx.Err() // a cancelled batch must not commit half-done work
 }
 
-// runOne runs one handler and records its outcome; it reports success.
-func (a *Actor) runOne(ctx context.Context, tx pgx.Tx, it *item) (ok bool) {
-	it.started = a.now()
-	defer func() {
-		if r := recover(); r != nil {
-			it.err = fmt.Errorf("handler panic: %v", r)
-			ok = false
+// bisect runs the two halves of part (which failed as a whole) each under its own savepoint.
+func (a *Actor) bisect(ctx context.Context, tx pgx.Tx, queue string, part []*item) error {
+	if len(part) == 1 {
+		a.classifyFailure(part[0])
+		return nil
+	}
+	mid := len(part) / 2
+	for _, half := range [][]*item{part[:mid], part[mid:]} {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		it.took = a.now().Sub(it.started)
+		if _, err := tx.Exec(ctx, "SAVEPOINT part"); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		if a.callHandler(ctx, tx, half) {
+			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT part"); err != nil {
+				return fmt.Errorf("release savepoint: %w", err)
+			}
+			continue
+		}
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part"); err != nil {
+			return fmt.Errorf("rollback to savepoint: %w", err)
+		}
+		a.log.Debug("batch part failed; splitting it", zap.String("queue", queue), zap.Int("messages", len(half)),
+			zap.Error(half[0].err))
+		if err := a.bisect(ctx, tx, queue, half); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// callHandler calls the handler once for every item of part and records each one's outcome;
+// it reports whether the call succeeded as a whole (a panic counts as a failure). On failure
+// every item carries the call's error, and none has an outcome yet.
+func (a *Actor) callHandler(ctx context.Context, tx pgx.Tx, part []*item) (ok bool) {
+	started := a.now()
+	hs := make([]*hydrated, len(part))
+	for i, it := range part {
+		hs[i] = &it.h
+	}
+	var (
+		out []handled
+		err error
+	)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("handler panic: %v", r)
+			}
+		}()
+		out, err = handleBatch(ctx, tx, a.cfg.Handlers, part[0].w.kind, hs)
 	}()
-	changed, detail, err := it.h.handle(ctx, tx)
-	if err != nil {
-		it.err = err
-		return false
+	took := a.now().Sub(started)
+	for i, it := range part {
+		it.started, it.took = started, took
+		if err != nil {
+			it.err = err
+			continue
+		}
+		switch o := out[i]; {
+		case o.err != nil:
+			it.err = o.err
+			a.classifyFailure(it)
+		case o.changed:
+			it.outcome, it.detail, it.err = commands.OutcomeProcessed, o.detail, nil
+		default:
+			it.outcome, it.detail, it.err = commands.OutcomeSkipped, o.detail, nil
+		}
 	}
-	it.outcome, it.detail, it.err = commands.OutcomeProcessed, detail, nil
-	if !changed {
-		it.outcome = commands.OutcomeSkipped
-	}
-	return true
+	return err == nil
 }
 
 // classifyFailure decides between dead-lettering and redelivery for a failed handler.
@@ -367,8 +390,7 @@ func (a *Actor) ack(ctx context.Context, tx pgx.Tx, queue string, items []*item)
 	return nil
 }
 
-// finish records a message's outcome: statistics, in-flight set, metrics, log and reply. It is
-// the seed's execute_with_stats for queue messages.
+// finish records a message's outcome: statistics, in-flight set, metrics, log and reply.
 func (a *Actor) finish(w work, it *item) {
 	ref := w.ref()
 	a.cfg.InFlight.Remove(ref)

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/messages"
 )
 
 var errShuttingDown = errors.New("consumer shutting down")
 
-// execute is the one place an outcome is accounted for (the seed's execute_with_stats): it
+// execute is the one place an outcome is accounted for: it
 // records the statistic and sends the reply when someone waits, logging at ERROR when the
 // requester has gone away.
 func execute[T any](a *Actor, kind commands.Kind, outcome commands.Outcome, resp commands.Responder[T], v T, err error) {
@@ -25,20 +27,32 @@ func (a *Actor) runDirect(cmd commands.Command) {
 	switch c := cmd.(type) {
 	case commands.InitializeTask:
 		direct(a, commands.KindTaskRequest, c.Reply, func(ctx context.Context, tx pgx.Tx) (commands.TaskInitializeResult, bool, error) {
-			r, err := a.cfg.Handlers.Task.InitializeTask(ctx, tx, c.Request)
+			r, err := one(a.cfg.Handlers.Task.InitializeTasks(ctx, tx, []messages.TaskRequest{c.Request}))
 			return r, r.Created, err
 		})
 	case commands.ProcessStepResult:
 		direct(a, commands.KindStepResult, c.Reply, func(ctx context.Context, tx pgx.Tx) (commands.StepProcessResult, bool, error) {
-			r, err := a.cfg.Handlers.Step.ProcessStepResult(ctx, tx, c.Result)
+			r, err := one(a.cfg.Handlers.Step.ProcessStepResults(ctx, tx, []messages.StepResult{c.Result}))
 			return r, r.Accepted, err
 		})
 	case commands.FinalizeTask:
 		direct(a, commands.KindFinalization, c.Reply, func(ctx context.Context, tx pgx.Tx) (commands.TaskFinalizationResult, bool, error) {
-			r, err := a.cfg.Handlers.Finalization.FinalizeTask(ctx, tx, c.TaskUUID)
+			r, err := one(a.cfg.Handlers.Finalization.FinalizeTasks(ctx, tx, []uuid.UUID{c.TaskUUID}))
 			return r, true, err
 		})
 	}
+}
+
+// one unwraps the result of a batch of one.
+func one[T any](results []Result[T], err error) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, err
+	}
+	if len(results) != 1 {
+		return zero, fmt.Errorf("handler returned %d results for 1 command", len(results))
+	}
+	return results[0].Value, results[0].Err
 }
 
 // runDirectAbandoned answers a direct command that shutdown prevented from running.

@@ -86,9 +86,15 @@ start() {
 
 start_server() {
   local data=$1
+  # pg_stat_statements is preloaded when the server has it, so benchmarks and profiling can
+  # read per-statement costs (they create the extension themselves; migrations never do).
+  local preload=""
+  if [ -f "$("$bindir/pg_config" --pkglibdir 2>/dev/null || echo /nonexistent)/pg_stat_statements.so" ]; then
+    preload="-c shared_preload_libraries=pg_stat_statements"
+  fi
   # fsync off: a throwaway cluster; a server crash (not an OS crash) still loses no commit.
   run_pg "$bindir/pg_ctl" -D "$data" -w -t 60 -l "$data/server.log" \
-    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300 -c fsync=off -c full_page_writes=off -c shared_buffers=256MB" \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300 -c fsync=off -c full_page_writes=off -c shared_buffers=256MB $preload" \
     start >/dev/null || { tail -n 30 "$data/server.log" >&2; die "server did not start (port $port in use?)"; }
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -33,7 +34,7 @@ func BenchmarkWorkflow(b *testing.B) {
 					for _, m := range msgs {
 						d := decodeDispatch(b, m.Body)
 						err := e.inTx(func(tx pgx.Tx) error {
-							out, err := e.eng.ProcessStepResult(ctx, tx, compute(b, d))
+							out, err := one(e.eng.ProcessStepResults(ctx, tx, []messages.StepResult{compute(b, d)}))
 							if err != nil {
 								return err
 							}

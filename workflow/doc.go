@@ -1,16 +1,16 @@
 // Package workflow is the orchestration core: it turns task requests into tasks and steps,
 // records step results, retries failed steps with backoff, dispatches steps whose dependencies
-// are complete, and finalizes tasks (SPEC §4.3, §5, §6).
+// are complete, and finalizes tasks (see docs/protocol.md).
 //
 // # Pieces
 //
 //   - [Register] stores parsed templates (package template) in the registry table and creates
 //     each namespace's worker queue with its notify trigger. It runs at start-up.
 //   - [Engine] implements the actor's three handler interfaces (actor.TaskHandler,
-//     actor.StepHandler, actor.FinalizationHandler). Every method works inside the transaction
-//     it is given, which is also the transaction that acknowledges the message; the engine
-//     never commits or rolls it back. Its only mutable state is a concurrency-safe cache of
-//     parsed template definitions.
+//     actor.StepHandler, actor.FinalizationHandler). Each method takes a whole batch of one
+//     queue and works inside the transaction it is given, which is also the transaction that
+//     acknowledges the messages; the engine never commits or rolls it back. Its only mutable
+//     state is a concurrency-safe cache of parsed template definitions.
 //   - [GetTaskStatus], [FindTaskByRequestID] and [FindTasksByCorrelationID] read the public
 //     views tasker.task_status and tasker.step_status for the command line.
 //
@@ -24,20 +24,38 @@
 //	workflow_step_transitions  append-only step state history
 //	workflow_step_dispatches   every dispatch sent; primary key (step_uuid, attempt)
 //
+// # Batches
+//
+// A batch of N requests, results or finalizations costs a fixed number of statements and
+// two or three round trips, whatever N: arrays go in (unnest), every table is written by one
+// multi-row statement with its history rows in the same statement, one readiness statement
+// covers every task concerned, and the dispatches go out with one pgmq.send_batch per worker
+// queue and delay, recorded in the dispatch log by the same statement. State names are
+// parameters taken from the Go constants. A message the engine can judge alone (an unknown
+// template or step, an invalid request) fails alone, before anything is written for it; a
+// statement that fails fails the call, and the actor isolates the message at fault.
+//
 // # Consistency
 //
-// Every handler that changes a task first locks the task row (SELECT … FOR UPDATE, in its own
-// statement so that what it reads next is current). Handlers of one task therefore run one
-// after the other even across consumer processes, which is what makes a join step whose
-// parents finish at the same moment dispatch exactly once. The engine expects the READ
-// COMMITTED isolation level (PostgreSQL's default).
+// Every call that changes existing tasks first locks their rows (SELECT … ORDER BY task_uuid
+// FOR UPDATE, in its own statement so that what it reads next is current). The locks are taken
+// in task_uuid order in every call, so two batches that share tasks wait for each other
+// without deadlocking; new tasks are inserted in identity order for the same reason. Calls
+// touching one task therefore run one after the other even across consumer processes, which is
+// what makes a join step whose parents finish at the same moment dispatch exactly once; within
+// one batch the results are weighed in order against the steps as the earlier ones left them.
+// The engine expects the READ COMMITTED isolation level (PostgreSQL's default).
 //
 // Every state change is a compare-and-set (UPDATE … WHERE state = expected) that writes its
 // history row in the same statement; zero rows updated means someone else got there first and
 // is skipped, not reported as an error. A step is marked as dispatched before its message is
 // sent, only the steps whose update succeeded are sent, and the dispatch log's primary key
 // (step_uuid, attempt) refuses a second dispatch of one attempt. Since the messages are sent
-// in the caller's transaction, a rolled-back handler leaves neither rows nor messages.
+// in the caller's transaction, a rolled-back call leaves neither rows nor messages.
+//
+// Each call sets random_page_cost to 1.1 for its transaction: the hot rows are in memory,
+// and with the default cost the plans made while the tables were nearly empty would keep
+// scanning them sequentially after they have grown.
 //
 // # Step lifecycle
 //
@@ -75,6 +93,6 @@
 // # Timestamps
 //
 // Timestamps the engine writes (created_at, updated_at, completed_at, history, next_retry_at,
-// dispatched_at) come from EngineOptions.Now, one reading per handler call, so tests can pin
+// dispatched_at) come from EngineOptions.Now, one reading per batch, so tests can pin
 // them. PGMQ computes message visibility (vt) with the database clock.
 package workflow

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,10 +15,9 @@ import (
 
 	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// Task states (SPEC §4.3).
+// Task states (see docs/protocol.md).
 const (
 	TaskPending         = "pending"
 	TaskStepsInProcess  = "steps_in_process"
@@ -29,7 +27,7 @@ const (
 	TaskCancelled       = "cancelled"
 )
 
-// Step states (SPEC §4.3).
+// Step states (see docs/protocol.md).
 const (
 	StepPending         = "pending"
 	StepEnqueued        = "enqueued"
@@ -99,7 +97,22 @@ func (e *Engine) Handlers() actor.Handlers {
 	return actor.Handlers{Task: e, Step: e, Finalization: e}
 }
 
-// lockedTask is the task row as read under its row lock.
+// pageCostSQL starts the first round trip of every handler call. The engine reads a few
+// rows by key from tables that live in memory; with the default random_page_cost, plans made
+// while the tables were nearly empty (a fresh database), and cached generic plans in
+// particular, scan them sequentially long after they have grown. Planning every statement
+// for its arrays instead (force_custom_plan) cost more CPU per step in the saturation
+// benchmark than it saved, most of all on batches of one.
+const pageCostSQL = "SET LOCAL random_page_cost = 1.1"
+
+// newBatch returns the batch of a handler call's first round trip.
+func newBatch() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue(pageCostSQL)
+	return b
+}
+
+// lockedTask is a task row as read under its row lock.
 type lockedTask struct {
 	uuid          uuid.UUID
 	correlationID uuid.UUID
@@ -110,34 +123,49 @@ type lockedTask struct {
 	context       []byte
 }
 
-// lockTaskSQL locks the task row; handlers of one task queue up here. Keep it a statement of
-// its own: a statement that waited for the lock still reads other tables from its old
-// snapshot, the next statement sees what the previous lock holder committed.
-const lockTaskSQL = `
-	SELECT correlation_id, namespace, name, version, state, context
-	FROM tasker.workflow_tasks WHERE task_uuid = $1 FOR UPDATE`
+// lockTasksSQL locks task rows in task_uuid order: the row locks are taken after the sort, so
+// every batch takes its tasks in one global order and two batches sharing tasks cannot
+// deadlock. Keep it a statement of its own: a statement that waited for a lock still reads
+// other tables from its old snapshot, the next statement sees what the lock holder committed.
+const lockTasksSQL = `
+	SELECT task_uuid, correlation_id, namespace, name, version, state, context
+	FROM tasker.workflow_tasks WHERE task_uuid = ANY($1::uuid[])
+	ORDER BY task_uuid FOR UPDATE`
 
-// queueLockTask queues the lock into b; found reports whether the task exists.
-func queueLockTask(b *pgx.Batch, taskUUID uuid.UUID, task *lockedTask, found *bool) {
-	task.uuid = taskUUID
-	b.Queue(lockTaskSQL, taskUUID).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&task.correlationID, &task.namespace, &task.name, &task.version, &task.state, &task.context)
-		switch {
-		case err == nil:
-			*found = true
-			return nil
-		case errors.Is(err, pgx.ErrNoRows):
-			*found = false
-			return nil
-		default:
-			return fmt.Errorf("lock task: %w", err)
+// queueLockTasks queues the lock of the tasks into b; the tasks found go into into.
+func queueLockTasks(b *pgx.Batch, ids []uuid.UUID, into map[uuid.UUID]*lockedTask) {
+	b.Queue(lockTasksSQL, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			t := &lockedTask{}
+			if err := rows.Scan(&t.uuid, &t.correlationID, &t.namespace, &t.name, &t.version, &t.state, &t.context); err != nil {
+				return fmt.Errorf("lock tasks: %w", err)
+			}
+			into[t.uuid] = t
 		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("lock tasks: %w", err)
+		}
+		return nil
 	})
+}
+
+// distinct returns ids without repeats, in first-seen order.
+func distinct(ids []uuid.UUID) []uuid.UUID {
+	seen := make(map[uuid.UUID]bool, len(ids))
+	out := make([]uuid.UUID, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // readyStep is a step moved from pending to enqueued by the ready statement, with what its
 // dispatch needs.
 type readyStep struct {
+	taskUUID          uuid.UUID
 	stepUUID          uuid.UUID
 	name              string
 	callable          string
@@ -146,37 +174,44 @@ type readyStep struct {
 	dependencyResults map[string]json.RawMessage
 }
 
-// readySQL dispatches (marks enqueued, attempt 1, with history) every pending step of an
-// unfinished task whose parents are all complete, and returns what the dispatch messages need,
-// in declaration order. The caller must send a message for every returned row.
+// readySQL dispatches (marks enqueued, attempt 1, with history) every pending step of the
+// unfinished tasks $1 whose parents are all complete, and returns what the dispatch messages
+// need, by task and in declaration order. The caller must send a message for every row.
 const readySQL = `
 	WITH ready AS (
 	  SELECT s.step_uuid
 	  FROM tasker.workflow_steps s
-	  WHERE s.task_uuid = $1 AND s.state = 'pending'
-	    AND EXISTS (SELECT 1 FROM tasker.workflow_tasks t
-	                WHERE t.task_uuid = $1 AND t.state IN ('pending', 'steps_in_process', 'waiting_for_retry'))
+	  JOIN tasker.workflow_tasks t ON t.task_uuid = s.task_uuid
+	  WHERE s.task_uuid = ANY($1::uuid[]) AND s.state = $3::text AND t.state = ANY($4::text[])
 	    AND NOT EXISTS (SELECT 1 FROM tasker.workflow_step_edges e
 	                    JOIN tasker.workflow_steps p ON p.step_uuid = e.parent_uuid
-	                    WHERE e.child_uuid = s.step_uuid AND p.state <> 'complete')
+	                    WHERE e.child_uuid = s.step_uuid AND p.state <> $5::text)
 	), moved AS (
 	  UPDATE tasker.workflow_steps s
-	  SET state = 'enqueued', attempts = 1, next_retry_at = NULL, updated_at = $2
+	  SET state = $6::text, attempts = 1, next_retry_at = NULL, updated_at = $2::timestamptz
 	  FROM ready r
-	  WHERE s.step_uuid = r.step_uuid AND s.state = 'pending'
-	  RETURNING s.step_uuid, s.name, s.position, s.callable, s.initialization, s.max_attempts
+	  WHERE s.step_uuid = r.step_uuid AND s.state = $3::text
+	  RETURNING s.step_uuid, s.task_uuid, s.name, s.position, s.callable, s.initialization, s.max_attempts
 	), history AS (
 	  INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
-	  SELECT m.step_uuid, $1, 'pending', 'enqueued', 1, 'dependencies complete: dispatched attempt 1', $2
+	  SELECT m.step_uuid, m.task_uuid, $3::text, $6::text, 1, $7::text, $2::timestamptz
 	  FROM moved m
+	), deps AS (
+	  SELECT e.child_uuid, jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb)) AS results
+	  FROM tasker.workflow_step_edges e
+	  JOIN tasker.workflow_steps p ON p.step_uuid = e.parent_uuid
+	  WHERE e.child_uuid IN (SELECT step_uuid FROM ready)
+	  GROUP BY e.child_uuid
 	)
-	SELECT m.step_uuid, m.name, m.callable, m.initialization, m.max_attempts,
-	       (SELECT coalesce(jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb)), '{}'::jsonb)
-	        FROM tasker.workflow_step_edges e
-	        JOIN tasker.workflow_steps p ON p.step_uuid = e.parent_uuid
-	        WHERE e.child_uuid = m.step_uuid)
-	FROM moved m
-	ORDER BY m.position`
+	SELECT m.task_uuid, m.step_uuid, m.name, m.callable, m.initialization, m.max_attempts,
+	       coalesce(d.results, '{}'::jsonb)
+	FROM moved m LEFT JOIN deps d ON d.child_uuid = m.step_uuid
+	ORDER BY m.task_uuid, m.position`
+
+// runningTaskStates are the states in which a task's steps may still be dispatched.
+var runningTaskStates = []string{TaskPending, TaskStepsInProcess, TaskWaitingForRetry}
+
+const readyReason = "dependencies complete: dispatched attempt 1"
 
 // stepCounts counts a task's steps by state.
 type stepCounts struct {
@@ -184,44 +219,75 @@ type stepCounts struct {
 }
 
 const countsSQL = `
-	SELECT count(*)::int,
-	       count(*) FILTER (WHERE state = 'pending')::int,
-	       count(*) FILTER (WHERE state = 'enqueued')::int,
-	       count(*) FILTER (WHERE state = 'waiting_for_retry')::int,
-	       count(*) FILTER (WHERE state = 'complete')::int,
-	       count(*) FILTER (WHERE state = 'error')::int,
-	       count(*) FILTER (WHERE state = 'cancelled')::int
-	FROM tasker.workflow_steps WHERE task_uuid = $1`
+	SELECT task_uuid, count(*)::int,
+	       count(*) FILTER (WHERE state = $2::text)::int,
+	       count(*) FILTER (WHERE state = $3::text)::int,
+	       count(*) FILTER (WHERE state = $4::text)::int,
+	       count(*) FILTER (WHERE state = $5::text)::int,
+	       count(*) FILTER (WHERE state = $6::text)::int,
+	       count(*) FILTER (WHERE state = $7::text)::int
+	FROM tasker.workflow_steps WHERE task_uuid = ANY($1::uuid[])
+	GROUP BY task_uuid`
 
-// settleQuery holds the results of the ready and counts statements of one batch.
-type settleQuery struct {
+// settling is one task being settled at the end of a batch: what the settle statements read
+// for it, the dispatches to send besides its ready steps, and the outcome.
+type settling struct {
+	task   *lockedTask
 	ready  []readyStep
 	counts stepCounts
+	extra  []outgoing // sent before the ready steps, e.g. a retry
+
+	dispatched int    // messages sent (retries included)
+	readySent  int    // of which newly ready steps
+	state      string // the task's state afterwards
+	changed    bool
 }
 
-// queue appends the ready and counts statements to b. They must come after every statement
-// of the batch that changes steps.
-func (s *settleQuery) queue(b *pgx.Batch, taskUUID uuid.UUID, now time.Time) {
-	b.Queue(readySQL, taskUUID, now).Query(func(rows pgx.Rows) error {
+// settleQuery collects the results of the ready and counts statements of one batch.
+type settleQuery struct {
+	byTask map[uuid.UUID]*settling
+}
+
+// queueSettle appends the ready and counts statements for the tasks of sq to b. They must come
+// after every statement of the batch that changes steps.
+func (e *Engine) queueSettle(b *pgx.Batch, sq *settleQuery, now time.Time) {
+	ids := make([]uuid.UUID, 0, len(sq.byTask))
+	for id := range sq.byTask {
+		ids = append(ids, id)
+	}
+	b.Queue(readySQL, ids, now, StepPending, runningTaskStates, StepComplete, StepEnqueued, readyReason).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var r readyStep
 			var deps []byte
-			if err := rows.Scan(&r.stepUUID, &r.name, &r.callable, &r.initialization, &r.maxAttempts, &deps); err != nil {
+			if err := rows.Scan(&r.taskUUID, &r.stepUUID, &r.name, &r.callable, &r.initialization, &r.maxAttempts, &deps); err != nil {
 				return fmt.Errorf("dispatch ready steps: %w", err)
 			}
 			if err := json.Unmarshal(deps, &r.dependencyResults); err != nil {
 				return fmt.Errorf("dispatch ready steps: step %s: dependency results: %w", r.stepUUID, err)
 			}
-			s.ready = append(s.ready, r)
+			st := sq.byTask[r.taskUUID]
+			if st == nil {
+				return fmt.Errorf("dispatch ready steps: step %s of task %s, which is not in the batch", r.stepUUID, r.taskUUID)
+			}
+			st.ready = append(st.ready, r)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("dispatch ready steps: %w", err)
 		}
 		return nil
 	})
-	b.Queue(countsSQL, taskUUID).QueryRow(func(row pgx.Row) error {
-		c := &s.counts
-		if err := row.Scan(&c.total, &c.pending, &c.enqueued, &c.waiting, &c.complete, &c.errored, &c.cancelled); err != nil {
+	b.Queue(countsSQL, ids, StepPending, StepEnqueued, StepWaitingForRetry, StepComplete, StepError, StepCancelled).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id uuid.UUID
+			var c stepCounts
+			if err := rows.Scan(&id, &c.total, &c.pending, &c.enqueued, &c.waiting, &c.complete, &c.errored, &c.cancelled); err != nil {
+				return fmt.Errorf("count steps: %w", err)
+			}
+			if st := sq.byTask[id]; st != nil {
+				st.counts = c
+			}
+		}
+		if err := rows.Err(); err != nil {
 			return fmt.Errorf("count steps: %w", err)
 		}
 		return nil
@@ -230,13 +296,14 @@ func (s *settleQuery) queue(b *pgx.Batch, taskUUID uuid.UUID, now time.Time) {
 
 // outgoing is one step dispatch to send.
 type outgoing struct {
+	taskUUID uuid.UUID
 	stepUUID uuid.UUID
 	attempt  int
 	delay    int32 // whole seconds
 	body     json.RawMessage
 }
 
-// dispatchBody builds the SPEC §5.2 message.
+// dispatchBody builds the step dispatch message (see docs/protocol.md).
 func dispatchBody(task *lockedTask, stepUUID uuid.UUID, stepName, callable string, initialization []byte,
 	attempt, maxAttempts int, deps map[string]json.RawMessage) (json.RawMessage, error) {
 	if deps == nil {
@@ -269,63 +336,83 @@ func dispatchBody(task *lockedTask, stepUUID uuid.UUID, stepName, callable strin
 	return b, nil
 }
 
-// settleOutcome is what settling a task did.
-type settleOutcome struct {
-	dispatched int    // messages sent (retries included)
-	readySent  int    // of which newly ready steps
-	state      string // the task's state afterwards
-	changed    bool
-}
-
-// settle finishes a handler after its batch ran the settle statements: it sends the dispatches
-// (extra ones such as a retry, then the newly ready steps), records them in the dispatch log,
-// decides the task's state and writes it (with history, and cancelling unreachable steps when
-// the task fails), in as few round trips as possible.
-func (e *Engine) settle(ctx context.Context, tx pgx.Tx, task *lockedTask, sq *settleQuery, extra []outgoing, now time.Time) (settleOutcome, error) {
-	out := settleOutcome{state: task.state}
-	sends := extra
-	for _, r := range sq.ready {
-		body, err := dispatchBody(task, r.stepUUID, r.name, r.callable, r.initialization, 1, r.maxAttempts, r.dependencyResults)
-		if err != nil {
-			return out, err
-		}
-		sends = append(sends, outgoing{stepUUID: r.stepUUID, attempt: 1, body: body})
-	}
-	msgIDs, err := send(ctx, tx, task, sends)
-	if err != nil {
-		return out, err
-	}
-	out.dispatched = len(sends)
-	out.readySent = len(sq.ready)
-
+// settle finishes a batch after the settle statements ran: for every task it sends the
+// dispatches (extra ones such as a retry, then the newly ready steps) and records them in the
+// dispatch log, decides the task's state and writes it (with history, cancelling unreachable
+// steps when the task fails). Everything goes in one round trip, whatever the number of tasks:
+// one send per worker queue and delay, one cancel, one task update.
+func (e *Engine) settle(ctx context.Context, tx pgx.Tx, tasks []*settling, now time.Time) error {
 	b := &pgx.Batch{}
-	if len(sends) > 0 {
-		queueDispatchLog(b, task, sends, msgIDs, now)
-	}
-	newState, reason := decideTaskState(task.state, sq.counts)
-	if newState != task.state {
-		if newState == TaskError && sq.counts.pending > 0 {
-			b.Queue(cancelPendingSQL, task.uuid, now, "task failed: step unreachable").Exec(func(pgconn.CommandTag) error { return nil })
-		}
-		b.Queue(taskCASSQL, task.uuid, task.state, newState, now, reason).Exec(func(ct pgconn.CommandTag) error {
-			if ct.RowsAffected() == 1 {
-				out.state, out.changed = newState, true
+	var sends []outgoing
+	for _, st := range tasks {
+		st.state = st.task.state
+		sends = append(sends, st.extra...)
+		for _, r := range st.ready {
+			body, err := dispatchBody(st.task, r.stepUUID, r.name, r.callable, r.initialization, 1, r.maxAttempts, r.dependencyResults)
+			if err != nil {
+				return err
 			}
-			return nil
+			sends = append(sends, outgoing{taskUUID: st.task.uuid, stepUUID: r.stepUUID, attempt: 1, body: body})
+		}
+		st.dispatched = len(st.extra) + len(st.ready)
+		st.readySent = len(st.ready)
+	}
+	namespaces := make(map[uuid.UUID]string, len(tasks))
+	for _, st := range tasks {
+		namespaces[st.task.uuid] = st.task.namespace
+	}
+	queueSends(b, sends, namespaces, now)
+
+	var cancel []uuid.UUID
+	var casTasks []uuid.UUID
+	var casFrom, casTo, casReason []string
+	byTask := make(map[uuid.UUID]*settling, len(tasks))
+	for _, st := range tasks {
+		byTask[st.task.uuid] = st
+		newState, reason := decideTaskState(st.task.state, st.counts)
+		if newState == st.task.state {
+			continue
+		}
+		if newState == TaskError && st.counts.pending > 0 {
+			cancel = append(cancel, st.task.uuid)
+		}
+		casTasks = append(casTasks, st.task.uuid)
+		casFrom, casTo, casReason = append(casFrom, st.task.state), append(casTo, newState), append(casReason, reason)
+	}
+	if len(cancel) > 0 {
+		b.Queue(cancelPendingSQL, cancel, now, StepCancelled, StepPending, "task failed: step unreachable").
+			Exec(func(pgconn.CommandTag) error { return nil })
+	}
+	if len(casTasks) > 0 {
+		b.Queue(taskCASSQL, now, []string{TaskComplete, TaskError}, casTasks, casFrom, casTo, casReason).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id uuid.UUID
+				var to string
+				if err := rows.Scan(&id, &to); err != nil {
+					return err
+				}
+				if st := byTask[id]; st != nil {
+					st.state, st.changed = to, true
+				}
+			}
+			return rows.Err()
 		})
 	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			if isUniqueViolation(err) {
-				return out, fmt.Errorf("record dispatches of task %s: a step attempt was dispatched twice (refused): %w", task.uuid, err)
-			}
-			return out, fmt.Errorf("update task %s: %w", task.uuid, err)
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		if isUniqueViolation(err) {
+			return fmt.Errorf("record dispatches: a step attempt was dispatched twice (refused): %w", err)
+		}
+		return fmt.Errorf("settle %d task(s): %w", len(tasks), err)
+	}
+	for _, st := range tasks {
+		if st.changed {
+			st.task.state = st.state
 		}
 	}
-	if out.changed {
-		task.state = out.state
-	}
-	return out, nil
+	return nil
 }
 
 // decideTaskState applies the finalization rules to the counts taken after the ready steps
@@ -350,79 +437,75 @@ func decideTaskState(current string, c stepCounts) (state, reason string) {
 	}
 }
 
-// cancelPendingSQL cancels every pending step of a failed task, with history.
+// cancelPendingSQL cancels every pending step of the failed tasks $1, with history.
 const cancelPendingSQL = `
 	WITH c AS (
-	  UPDATE tasker.workflow_steps SET state = 'cancelled', updated_at = $2
-	  WHERE task_uuid = $1 AND state = 'pending'
-	  RETURNING step_uuid, attempts)
+	  UPDATE tasker.workflow_steps SET state = $3::text, updated_at = $2::timestamptz
+	  WHERE task_uuid = ANY($1::uuid[]) AND state = $4::text
+	  RETURNING step_uuid, task_uuid, attempts)
 	INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
-	SELECT step_uuid, $1, 'pending', 'cancelled', attempts, $3, $2 FROM c`
+	SELECT step_uuid, task_uuid, $4::text, $3::text, attempts, $5::text, $2::timestamptz FROM c`
 
-// taskCASSQL moves a task from $2 to $3 and writes the history row; 1 row affected means done.
+// taskCASSQL moves each task $3[i] from $4[i] to $5[i] and writes its history row; it returns
+// the tasks that moved with their new state. $2 are the states that set completed_at.
 const taskCASSQL = `
-	WITH u AS (
-	  UPDATE tasker.workflow_tasks
-	  SET state = $3::text, updated_at = $4::timestamptz,
-	      completed_at = CASE WHEN $3::text IN ('complete', 'error') THEN $4::timestamptz ELSE completed_at END
-	  WHERE task_uuid = $1 AND state = $2::text
-	  RETURNING task_uuid)
+	WITH c AS (
+	  SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) AS c(task_uuid, from_state, to_state, reason)
+	), u AS (
+	  UPDATE tasker.workflow_tasks t
+	  SET state = c.to_state, updated_at = $1::timestamptz,
+	      completed_at = CASE WHEN c.to_state = ANY($2::text[]) THEN $1::timestamptz ELSE t.completed_at END
+	  FROM c
+	  WHERE t.task_uuid = c.task_uuid AND t.state = c.from_state
+	  RETURNING t.task_uuid, c.from_state, c.to_state, c.reason)
 	INSERT INTO tasker.workflow_task_transitions (task_uuid, from_state, to_state, reason, created_at)
-	SELECT task_uuid, $2::text, $3::text, $5::text, $4::timestamptz FROM u`
+	SELECT task_uuid, from_state, to_state, reason, $1::timestamptz FROM u
+	RETURNING task_uuid, to_state`
 
-const dispatchLogSQL = `
+// sendSQL sends the dispatches of one worker queue and delay with pgmq.send_batch and records
+// them in the dispatch log, pairing each message id with its step by position (send_batch
+// returns the ids in the order of the bodies). The log's primary key refuses a second
+// dispatch of one attempt, failing the statement and with it the transaction.
+const sendSQL = `
+	WITH sent AS (
+	  SELECT s.msg_id, s.ord FROM pgmq.send_batch($1::text, $2::jsonb[], $3::integer) WITH ORDINALITY AS s(msg_id, ord)
+	)
 	INSERT INTO tasker.workflow_step_dispatches (step_uuid, attempt, task_uuid, queue, msg_id, delay_seconds, dispatched_at)
-	SELECT u.step_uuid, u.attempt, $1, $2, u.msg_id, u.delay_seconds, $3
-	FROM unnest($4::uuid[], $5::int[], $6::bigint[], $7::int[]) AS u(step_uuid, attempt, msg_id, delay_seconds)`
+	SELECT u.step_uuid, u.attempt, u.task_uuid, $1::text, sent.msg_id, $3::integer, $4::timestamptz
+	FROM unnest($5::uuid[], $6::int[], $7::uuid[]) WITH ORDINALITY AS u(step_uuid, attempt, task_uuid, ord)
+	JOIN sent ON sent.ord = u.ord`
 
-func queueDispatchLog(b *pgx.Batch, task *lockedTask, sends []outgoing, msgIDs []int64, now time.Time) {
-	steps := make([]uuid.UUID, len(sends))
-	attempts := make([]int32, len(sends))
-	delays := make([]int32, len(sends))
-	for i, s := range sends {
-		steps[i], attempts[i], delays[i] = s.stepUUID, int32(s.attempt), s.delay
+// queueSends queues one send statement per worker queue and delay into b.
+func queueSends(b *pgx.Batch, sends []outgoing, namespaces map[uuid.UUID]string, now time.Time) {
+	type group struct {
+		queue string
+		delay int32
 	}
-	b.Queue(dispatchLogSQL, task.uuid, messages.WorkerQueue(task.namespace), now, steps, attempts, msgIDs, delays).
-		Exec(func(pgconn.CommandTag) error { return nil })
-}
-
-// send sends the dispatches with one pgmq.SendBatch per distinct delay and returns the message
-// ids in the order of sends.
-func send(ctx context.Context, tx pgx.Tx, task *lockedTask, sends []outgoing) ([]int64, error) {
-	queue := messages.WorkerQueue(task.namespace)
-	ids := make([]int64, len(sends))
-	if len(sends) == 0 {
-		return ids, nil
-	}
-	var delays []int32
+	var order []group
+	byGroup := map[group][]outgoing{}
 	for _, s := range sends {
-		if !slices.Contains(delays, s.delay) {
-			delays = append(delays, s.delay)
+		g := group{queue: messages.WorkerQueue(namespaces[s.taskUUID]), delay: s.delay}
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
 		}
+		byGroup[g] = append(byGroup[g], s)
 	}
-	for _, d := range delays {
-		var (
-			idx    []int
-			bodies []json.RawMessage
-		)
-		for i, s := range sends {
-			if s.delay == d {
-				idx = append(idx, i)
-				bodies = append(bodies, s.body)
+	for _, g := range order {
+		group := byGroup[g]
+		bodies := make([]json.RawMessage, len(group))
+		steps := make([]uuid.UUID, len(group))
+		attempts := make([]int32, len(group))
+		tasks := make([]uuid.UUID, len(group))
+		for i, s := range group {
+			bodies[i], steps[i], attempts[i], tasks[i] = s.body, s.stepUUID, int32(s.attempt), s.taskUUID
+		}
+		b.Queue(sendSQL, g.queue, bodies, g.delay, now, steps, attempts, tasks).Exec(func(ct pgconn.CommandTag) error {
+			if ct.RowsAffected() != int64(len(group)) {
+				return fmt.Errorf("dispatch %d step(s) to %s: %d recorded", len(group), g.queue, ct.RowsAffected())
 			}
-		}
-		got, err := pgmq.SendBatch(ctx, tx, queue, bodies, pgmq.SendOptions{Delay: time.Duration(d) * time.Second})
-		if err != nil {
-			return nil, fmt.Errorf("dispatch %d step(s) of task %s: %w", len(bodies), task.uuid, err)
-		}
-		if len(got) != len(bodies) {
-			return nil, fmt.Errorf("dispatch %d step(s) of task %s: pgmq returned %d message ids", len(bodies), task.uuid, len(got))
-		}
-		for j, i := range idx {
-			ids[i] = got[j]
-		}
+			return nil
+		})
 	}
-	return ids, nil
 }
 
 // ceilSeconds rounds a delay up to whole seconds, PGMQ's delay unit.

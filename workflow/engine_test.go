@@ -119,7 +119,7 @@ func TestDispatchBody(t *testing.T) {
 	if !jsonEqual(t, d.body.Handler.Initialization, `{"addend": 10}`) || string(d.body.DependencyResults["double"]) != "72" {
 		t.Errorf("add_ten dispatch: initialization %s, dependency_results %v", d.body.Handler.Initialization, d.body.DependencyResults)
 	}
-	// The raw message has exactly the SPEC §5.2 keys.
+	// The raw message has exactly the step dispatch keys of docs/protocol.md.
 	var raw map[string]json.RawMessage
 	if err := e.pool.QueryRow(context.Background(),
 		"SELECT message FROM pgmq.q_worker_demo_queue WHERE msg_id = $1", d.msgID).Scan(&raw); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
@@ -49,10 +50,12 @@ func ExampleNewEngine() {
 		panic(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	fin, err := handlers.Finalization.FinalizeTask(ctx, tx, [16]byte{})
+	results, err := handlers.Finalization.FinalizeTasks(ctx, tx, []uuid.UUID{{}})
 	if err != nil {
-		return // an unknown task is a *commands.PermanentError: dead-letter the message
+		return // the batch failed as a whole: roll back
 	}
-	_ = fin
+	if results[0].Err != nil {
+		return // an unknown task is a *commands.PermanentError: dead-letter its message
+	}
 	_ = tx.Commit(ctx)
 }

@@ -7,40 +7,57 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
 )
 
-// FinalizeTask re-evaluates a task inside tx (SPEC §5.4): it dispatches the pending steps whose
-// parents are all complete, then sets the task's state (see the package documentation). A
-// complete, error or cancelled task stays as it is (Changed false). An unknown task is a
-// *commands.PermanentError with reason "unknown_task". FinalizeTask is idempotent.
-func (e *Engine) FinalizeTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) (commands.TaskFinalizationResult, error) {
-	out := commands.TaskFinalizationResult{TaskUUID: taskUUID}
+// FinalizeTasks re-evaluates tasks inside tx (see docs/protocol.md): it dispatches the pending
+// steps whose parents are all complete, then sets each task's state (see the package
+// documentation). A complete, error or cancelled task stays as it is (Changed false). An
+// unknown task is a *commands.PermanentError with reason "unknown_task" for its request alone.
+// A task named twice is evaluated once; the repeat reports its state with Changed false.
+// FinalizeTasks is idempotent. It costs two round trips whatever the number of tasks.
+func (e *Engine) FinalizeTasks(ctx context.Context, tx pgx.Tx, taskUUIDs []uuid.UUID) ([]actor.Result[commands.TaskFinalizationResult], error) {
 	now := e.now()
-	var (
-		task  lockedTask
-		found bool
-		sq    settleQuery
-	)
-	// One round trip: the lock, then (in later statements, so they see the current rows) the
-	// ready dispatch, which does nothing for a finished or missing task, and the counts.
-	b := &pgx.Batch{}
-	queueLockTask(b, taskUUID, &task, &found)
-	sq.queue(b, taskUUID, now)
+	ids := distinct(taskUUIDs)
+	tasks := make(map[uuid.UUID]*lockedTask, len(ids))
+	sq := settleQuery{byTask: make(map[uuid.UUID]*settling, len(ids))}
+	for _, id := range ids {
+		sq.byTask[id] = &settling{}
+	}
+	// The lock, then (in later statements, so they see the current rows) the ready dispatch,
+	// which does nothing for a finished or missing task, and the counts.
+	b := newBatch()
+	queueLockTasks(b, ids, tasks)
+	e.queueSettle(b, &sq, now)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return out, fmt.Errorf("finalize task %s: %w", taskUUID, err)
+		return nil, fmt.Errorf("finalize %d task(s): %w", len(ids), err)
 	}
-	if !found {
-		return out, commands.Permanent("unknown_task", fmt.Errorf("finalize task %s: no such task", taskUUID))
+	var running []*settling
+	for _, id := range ids {
+		st := sq.byTask[id]
+		st.task = tasks[id]
+		if st.task != nil && !TaskFinished(st.task.state) {
+			running = append(running, st)
+		}
 	}
-	if TaskFinished(task.state) {
-		out.State = task.state
-		return out, nil
+	if err := e.settle(ctx, tx, running, now); err != nil {
+		return nil, fmt.Errorf("finalize %d task(s): %w", len(ids), err)
 	}
-	fin, err := e.settle(ctx, tx, &task, &sq, nil, now)
-	if err != nil {
-		return out, fmt.Errorf("finalize task %s: %w", taskUUID, err)
+	out := make([]actor.Result[commands.TaskFinalizationResult], len(taskUUIDs))
+	reported := make(map[uuid.UUID]bool, len(ids))
+	for i, id := range taskUUIDs {
+		st := sq.byTask[id]
+		if st.task == nil {
+			out[i].Err = commands.Permanent("unknown_task", fmt.Errorf("finalize task %s: no such task", id))
+			continue
+		}
+		r := commands.TaskFinalizationResult{TaskUUID: id, State: st.task.state}
+		if !reported[id] {
+			r.Changed, r.Enqueued = st.changed, st.readySent
+		}
+		reported[id] = true
+		out[i].Value = r
 	}
-	out.State, out.Changed, out.Enqueued = fin.state, fin.changed, fin.readySent
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
@@ -109,7 +110,7 @@ func (e *env) initialize(req messages.TaskRequest) (commands.TaskInitializeResul
 	var res commands.TaskInitializeResult
 	err := e.inTx(func(tx pgx.Tx) error {
 		var err error
-		res, err = e.eng.InitializeTask(context.Background(), tx, req)
+		res, err = one(e.eng.InitializeTasks(context.Background(), tx, []messages.TaskRequest{req}))
 		return err
 	})
 	return res, err
@@ -131,7 +132,7 @@ func (e *env) process(res messages.StepResult) (commands.StepProcessResult, erro
 	var out commands.StepProcessResult
 	err := e.inTx(func(tx pgx.Tx) error {
 		var err error
-		out, err = e.eng.ProcessStepResult(context.Background(), tx, res)
+		out, err = one(e.eng.ProcessStepResults(context.Background(), tx, []messages.StepResult{res}))
 		return err
 	})
 	return out, err
@@ -150,10 +151,22 @@ func (e *env) finalize(taskUUID uuid.UUID) (commands.TaskFinalizationResult, err
 	var out commands.TaskFinalizationResult
 	err := e.inTx(func(tx pgx.Tx) error {
 		var err error
-		out, err = e.eng.FinalizeTask(context.Background(), tx, taskUUID)
+		out, err = one(e.eng.FinalizeTasks(context.Background(), tx, []uuid.UUID{taskUUID}))
 		return err
 	})
 	return out, err
+}
+
+// one unwraps the result of a batch of one.
+func one[T any](results []actor.Result[T], err error) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, err
+	}
+	if len(results) != 1 {
+		return zero, fmt.Errorf("%d results for a batch of 1", len(results))
+	}
+	return results[0].Value, results[0].Err
 }
 
 // dispatch is a step dispatch read from the worker queue.

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
-	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/template"
@@ -25,7 +24,7 @@ import (
 const registerLock int64 = 0x7461736b65720010
 
 // Register stores templates in the registry table and creates the worker queue of each of
-// their namespaces (worker_<ns>_queue) with its notify trigger (SPEC §3, §4.2).
+// their namespaces (worker_<ns>_queue) with its notify trigger (see docs/protocol.md).
 //
 // Registering a template again with the same fingerprint does nothing. A template whose
 // fingerprint differs from the one registered under the same namespace/name/version is
@@ -312,44 +311,80 @@ type registeredTemplate struct {
 	t  *template.Template
 }
 
-// lookupTemplate finds a template by exact namespace/name/version in one round trip: the
-// definition is only transferred when the cache does not hold the registered fingerprint.
-func (e *Engine) lookupTemplate(ctx context.Context, tx pgx.Tx, namespace, name, version string) (registeredTemplate, error) {
-	key := namespace + "/" + name + "@" + version
-	hint := e.templates.hint(key)
-	var (
+// templateKey names a template: namespace/name@version.
+type templateKey struct{ namespace, name, version string }
+
+func (k templateKey) String() string { return k.namespace + "/" + k.name + "@" + k.version }
+
+// lookupTemplatesSQL finds templates by exact key; a definition is only transferred when the
+// cache does not hold the registered fingerprint (hint_id, hint_fp).
+const lookupTemplatesSQL = `
+	SELECT k.ord, t.template_id, t.fingerprint, t.source,
+	       CASE WHEN t.template_id = k.hint_id AND t.fingerprint = k.hint_fp THEN NULL ELSE t.definition END
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+	       WITH ORDINALITY AS k(namespace, name, version, hint_id, hint_fp, ord)
+	JOIN tasker.workflow_templates t ON t.namespace = k.namespace AND t.name = k.name AND t.version = k.version`
+
+// lookupTemplates finds the registered templates of keys in one statement; a key that is not
+// registered is missing from the map.
+func (e *Engine) lookupTemplates(ctx context.Context, tx pgx.Tx, keys []templateKey) (map[templateKey]registeredTemplate, error) {
+	var uniq []templateKey
+	seen := map[templateKey]bool{}
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, k)
+		}
+	}
+	n := len(uniq)
+	namespaces, names, versions, fps := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ids := make([]int64, n)
+	for i, k := range uniq {
+		hint := e.templates.hint(k.String())
+		namespaces[i], names[i], versions[i], ids[i], fps[i] = k.namespace, k.name, k.version, hint.id, hint.fingerprint
+	}
+	type found struct {
+		ord    int64
 		id     int64
 		fp     string
 		source string
 		def    []byte
-	)
-	err := tx.QueryRow(ctx, `
-		SELECT template_id, fingerprint, source,
-		       CASE WHEN template_id = $4 AND fingerprint = $5 THEN NULL ELSE definition END
-		FROM tasker.workflow_templates
-		WHERE namespace = $1 AND name = $2 AND version = $3`,
-		namespace, name, version, hint.id, hint.fingerprint).Scan(&id, &fp, &source, &def)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return registeredTemplate{}, commands.Permanent("unknown_template",
-			fmt.Errorf("template %s is not registered", key))
 	}
-	if err != nil {
-		return registeredTemplate{}, fmt.Errorf("look up template %s: %w", key, err)
+	var rs []found
+	b := newBatch()
+	b.Queue(lookupTemplatesSQL, namespaces, names, versions, ids, fps).Query(func(rows pgx.Rows) error {
+		var err error
+		rs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (found, error) {
+			var f found
+			err := row.Scan(&f.ord, &f.id, &f.fp, &f.source, &f.def)
+			return f, err
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("look up %d template(s): %w", n, err)
 	}
-	k := cacheKey{id: id, fingerprint: fp}
-	if def == nil {
-		if t := e.templates.get(k); t != nil {
-			return registeredTemplate{id: id, t: t}, nil
+	out := make(map[templateKey]registeredTemplate, len(rs))
+	for _, f := range rs {
+		k := uniq[f.ord-1]
+		ck := cacheKey{id: f.id, fingerprint: f.fp}
+		def := f.def
+		if def == nil {
+			if t := e.templates.get(ck); t != nil {
+				out[k] = registeredTemplate{id: f.id, t: t}
+				continue
+			}
+			// Cannot happen (entries are never removed), but read the definition rather than fail.
+			if err := tx.QueryRow(ctx, "SELECT definition FROM tasker.workflow_templates WHERE template_id = $1", f.id).Scan(&def); err != nil {
+				return nil, fmt.Errorf("look up template %s: %w", k, err)
+			}
 		}
-		// Cannot happen (entries are never removed), but read the definition rather than fail.
-		if err := tx.QueryRow(ctx, "SELECT definition FROM tasker.workflow_templates WHERE template_id = $1", id).Scan(&def); err != nil {
-			return registeredTemplate{}, fmt.Errorf("look up template %s: %w", key, err)
+		t, err := decodeDefinition(def, f.fp, f.source)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", k, err)
 		}
+		e.templates.put(k.String(), ck, t)
+		out[k] = registeredTemplate{id: f.id, t: t}
 	}
-	t, err := decodeDefinition(def, fp, source)
-	if err != nil {
-		return registeredTemplate{}, fmt.Errorf("template %s: %w", key, err)
-	}
-	e.templates.put(key, k, t)
-	return registeredTemplate{id: id, t: t}, nil
+	return out, nil
 }

@@ -3,15 +3,14 @@ package workflow
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/template"
@@ -31,46 +30,249 @@ type stepRow struct {
 	initialization []byte
 }
 
-const readStepSQL = `
-	SELECT task_uuid, name, state, attempts, max_attempts, retryable, backoff_base, backoff_max, callable, initialization
-	FROM tasker.workflow_steps WHERE step_uuid = $1`
+const readStepsSQL = `
+	SELECT step_uuid, task_uuid, name, state, attempts, max_attempts, retryable, backoff_base, backoff_max, callable, initialization
+	FROM tasker.workflow_steps WHERE step_uuid = ANY($1::uuid[])`
 
-// failStepSQL moves a failed step from state $2 (with attempts $4) to state $3 (attempts $5),
-// setting last_error and next_retry_at, and writes the history row; 1 row affected means done.
-const failStepSQL = `
-	WITH u AS (
-	  UPDATE tasker.workflow_steps
-	  SET state = $3::text, attempts = $5::int, last_error = $6::jsonb,
-	      next_retry_at = $7::timestamptz, updated_at = $8::timestamptz
-	  WHERE step_uuid = $1 AND state = $2::text AND attempts = $4::int
-	  RETURNING step_uuid, task_uuid)
+// updateStepsSQL applies the accepted results: each step $2[i] moves from state $3[i] with
+// attempts $4[i] to state $5[i] with attempts $6[i], result $7[i], last_error $8[i] and
+// next_retry_at $9[i], with its history row (reason $10[i]). It returns the steps that moved.
+const updateStepsSQL = `
+	WITH c AS (
+	  SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[],
+	                       $9::timestamptz[], $10::text[])
+	    AS c(step_uuid, from_state, from_attempts, to_state, to_attempts, result, last_error, next_retry_at, reason)
+	), u AS (
+	  UPDATE tasker.workflow_steps s
+	  SET state = c.to_state, attempts = c.to_attempts,
+	      result = CASE WHEN c.result IS NULL THEN s.result ELSE c.result END,
+	      last_error = CASE WHEN c.last_error IS NULL THEN s.last_error ELSE c.last_error END,
+	      next_retry_at = c.next_retry_at, updated_at = $1::timestamptz
+	  FROM c
+	  WHERE s.step_uuid = c.step_uuid AND s.state = c.from_state AND s.attempts = c.from_attempts
+	  RETURNING s.step_uuid, s.task_uuid, c.from_state, c.to_state, c.to_attempts, c.reason)
 	INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
-	SELECT step_uuid, task_uuid, $2::text, $3::text, $5::int, $9::text, $8::timestamptz FROM u`
+	SELECT step_uuid, task_uuid, from_state, to_state, to_attempts, reason, $1::timestamptz FROM u
+	RETURNING step_uuid`
 
-// parentResultsSQL returns a step's dependency_results (direct parents only).
+// parentResultsSQL returns the dependency_results of the steps $1 (direct parents only); a
+// step without parents has no row.
 const parentResultsSQL = `
-	SELECT coalesce(jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb)), '{}'::jsonb)
+	SELECT e.child_uuid, jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
 	FROM tasker.workflow_step_edges e
 	JOIN tasker.workflow_steps p ON p.step_uuid = e.parent_uuid
-	WHERE e.child_uuid = $1`
+	WHERE e.child_uuid = ANY($1::uuid[])
+	GROUP BY e.child_uuid`
 
-// ProcessStepResult records a worker's step result (SPEC §5.3) inside tx, then finalizes the
-// task inline; the finalization's outcome is in the result's Final.
+// stepChange is the planned change of one accepted result.
+type stepChange struct {
+	item        int // index of the result in the batch
+	step        *stepRow
+	stepUUID    uuid.UUID
+	from        string
+	fromAttempt int
+	to          string
+	toAttempt   int
+	result      []byte // set for completed
+	lastError   []byte // set for failures
+	nextRetryAt *time.Time
+	reason      string
+	retry       *outgoing
+}
+
+// ProcessStepResults records workers' step results inside tx (see docs/protocol.md), then
+// finalizes their tasks; each accepted result's Final is its task's outcome after the batch.
 //
 // A result is accepted only when the step is enqueued or waiting_for_retry and its attempts
-// equals res.Attempt; otherwise it is acknowledged and ignored (Accepted false, Action
-// "ignored", Final nil, nothing changes). A result for a step that does not exist or does not belong to
-// res.TaskUUID is a *commands.PermanentError with reason "unknown_step".
+// equals the result's attempt; otherwise it is acknowledged and ignored (Accepted false, Action
+// "ignored", Final nil, nothing changes). Results are weighed in batch order, so of two copies
+// of one result in a batch the second is ignored. A result for a step that does not exist or
+// does not belong to its TaskUUID is a *commands.PermanentError with reason "unknown_step" for
+// that result alone.
 //
-// Enqueued counts every dispatch this result caused: the retry of the step itself and the
-// children that became ready (the latter are also Final.Enqueued).
+// Enqueued counts every dispatch a result caused: the retry of the step itself and, for the
+// first accepted result of each task in the batch, the steps of that task that became ready
+// (also its Final.Enqueued).
 //
-// A completed result costs one round trip (task lock, the step's compare-and-set, dispatch of
-// the ready children, step counts) plus, when children became ready, the send and one more
-// for the dispatch log and the task's state. A failure reads the step first, because the
-// retry decision depends on it.
-func (e *Engine) ProcessStepResult(ctx context.Context, tx pgx.Tx, res messages.StepResult) (commands.StepProcessResult, error) {
+// The batch costs three round trips whatever its size: the task locks and the steps; the
+// step updates, the ready dispatch and the step counts of every task concerned; the sends,
+// the dispatch log and the task states.
+func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []messages.StepResult) ([]actor.Result[commands.StepProcessResult], error) {
 	now := e.now()
+	out := make([]actor.Result[commands.StepProcessResult], len(results))
+	if len(results) == 0 {
+		return out, nil
+	}
+	taskIDs := make([]uuid.UUID, len(results))
+	stepIDs := make([]uuid.UUID, len(results))
+	for i, r := range results {
+		taskIDs[i], stepIDs[i] = r.TaskUUID, r.StepUUID
+		out[i].Value = commands.StepProcessResult{TaskUUID: r.TaskUUID, StepUUID: r.StepUUID, Action: ActionIgnored}
+	}
+	tasks := map[uuid.UUID]*lockedTask{}
+	steps := map[uuid.UUID]*stepRow{}
+	b := newBatch()
+	queueLockTasks(b, distinct(taskIDs), tasks)
+	b.Queue(readStepsSQL, distinct(stepIDs)).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id uuid.UUID
+			s := &stepRow{}
+			if err := rows.Scan(&id, &s.taskUUID, &s.name, &s.state, &s.attempts, &s.maxAttempts,
+				&s.retryable, &s.backoffBase, &s.backoffMax, &s.callable, &s.initialization); err != nil {
+				return err
+			}
+			steps[id] = s
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("%d step result(s): read: %w", len(results), err)
+	}
+
+	// Weigh each result against the step as the results before it in the batch left it.
+	var changes []*stepChange
+	for i, res := range results {
+		task, step := tasks[res.TaskUUID], steps[res.StepUUID]
+		if task == nil || step == nil || step.taskUUID != res.TaskUUID {
+			out[i].Err = commands.Permanent("unknown_step",
+				fmt.Errorf("step result for step %s of task %s: no such step in that task", res.StepUUID, res.TaskUUID))
+			continue
+		}
+		if (step.state != StepEnqueued && step.state != StepWaitingForRetry) || step.attempts != res.Attempt {
+			e.logIgnored(res, step)
+			continue
+		}
+		c, err := e.plan(i, res, task, step, now)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		step.state, step.attempts = c.to, c.toAttempt
+		changes = append(changes, c)
+	}
+	if len(changes) == 0 {
+		return out, nil
+	}
+
+	sq := settleQuery{byTask: map[uuid.UUID]*settling{}}
+	var (
+		ids, retried             []uuid.UUID
+		from, to, reasons        []string
+		fromAttempts, toAttempts []int32
+		resultsJSON, errorsJSON  [][]byte
+		retryAt                  []*time.Time
+		updated                  = map[uuid.UUID]bool{}
+		deps                     = map[uuid.UUID]map[string]json.RawMessage{}
+	)
+	for _, c := range changes {
+		ids, from, to, reasons = append(ids, c.stepUUID), append(from, c.from), append(to, c.to), append(reasons, c.reason)
+		fromAttempts, toAttempts = append(fromAttempts, int32(c.fromAttempt)), append(toAttempts, int32(c.toAttempt))
+		resultsJSON, errorsJSON, retryAt = append(resultsJSON, c.result), append(errorsJSON, c.lastError), append(retryAt, c.nextRetryAt)
+		if c.retry != nil {
+			retried = append(retried, c.stepUUID)
+		}
+		sq.byTask[c.step.taskUUID] = &settling{task: tasks[c.step.taskUUID]}
+	}
+	b = &pgx.Batch{}
+	b.Queue(updateStepsSQL, now, ids, from, fromAttempts, to, toAttempts, resultsJSON, errorsJSON, retryAt, reasons).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id uuid.UUID
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			updated[id] = true
+		}
+		return rows.Err()
+	})
+	if len(retried) > 0 {
+		b.Queue(parentResultsSQL, retried).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id uuid.UUID
+				var d map[string]json.RawMessage
+				if err := rows.Scan(&id, &d); err != nil {
+					return err
+				}
+				deps[id] = d
+			}
+			return rows.Err()
+		})
+	}
+	e.queueSettle(b, &sq, now)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("%d step result(s): record: %w", len(results), err)
+	}
+
+	var settleList []*settling
+	seen := map[uuid.UUID]bool{}
+	for _, c := range changes {
+		if !updated[c.stepUUID] {
+			continue // cannot happen while every writer holds the task lock; like a late result
+		}
+		st := sq.byTask[c.step.taskUUID]
+		if c.retry != nil {
+			body, err := dispatchBody(st.task, c.stepUUID, c.step.name, c.step.callable, c.step.initialization,
+				c.retry.attempt, c.step.maxAttempts, deps[c.stepUUID])
+			if err != nil {
+				return nil, err
+			}
+			c.retry.body = body
+			st.extra = append(st.extra, *c.retry)
+		}
+		if !seen[c.step.taskUUID] {
+			seen[c.step.taskUUID] = true
+			settleList = append(settleList, st)
+		}
+	}
+	// A task whose every result turned out not to apply may still have had steps moved by the
+	// ready statement (only if a writer bypassed the lock): they must be sent all the same.
+	for id, st := range sq.byTask {
+		if !seen[id] && len(st.ready) > 0 {
+			seen[id] = true
+			settleList = append(settleList, st)
+		}
+	}
+	if err := e.settle(ctx, tx, settleList, now); err != nil {
+		return nil, fmt.Errorf("%d step result(s): %w", len(results), err)
+	}
+
+	first := map[uuid.UUID]bool{}
+	for _, c := range changes {
+		if !updated[c.stepUUID] {
+			continue
+		}
+		st := sq.byTask[c.step.taskUUID]
+		r := &out[c.item].Value
+		r.Accepted = true
+		r.Action = actionFor(c.to)
+		if c.retry != nil {
+			r.Enqueued++
+		}
+		if !first[c.step.taskUUID] {
+			first[c.step.taskUUID] = true
+			r.Enqueued += st.readySent
+		}
+		r.Final = &commands.TaskFinalizationResult{
+			TaskUUID: st.task.uuid, State: st.state, Changed: st.changed, Enqueued: st.readySent,
+		}
+	}
+	return out, nil
+}
+
+func actionFor(to string) string {
+	switch to {
+	case StepComplete:
+		return ActionCompleted
+	case StepWaitingForRetry:
+		return ActionRetryScheduled
+	default:
+		return ActionFailed
+	}
+}
+
+// plan decides what an awaited result does to its step: complete it, schedule a retry with
+// its delay, or put it in error.
+func (e *Engine) plan(i int, res messages.StepResult, task *lockedTask, step *stepRow, now time.Time) (*stepChange, error) {
+	c := &stepChange{item: i, step: step, stepUUID: res.StepUUID, from: step.state, fromAttempt: step.attempts, toAttempt: step.attempts}
 	status := res.Result.Status
 	if status == messages.StatusUnknown {
 		status = messages.StatusFailed
@@ -79,223 +281,51 @@ func (e *Engine) ProcessStepResult(ctx context.Context, tx pgx.Tx, res messages.
 		}
 	}
 	if status == messages.StatusCompleted {
-		return e.completeStep(ctx, tx, res, now)
+		c.to = StepComplete
+		c.result = []byte(res.Result.Result)
+		if len(c.result) == 0 {
+			c.result = []byte("null")
+		}
+		c.reason = fmt.Sprintf("attempt %d completed", step.attempts)
+		return c, nil
 	}
-	return e.failStep(ctx, tx, res, status, now)
-}
-
-// completeStepSQL is the compare-and-set of an accepted success: it only matches a step of
-// the task that waits for exactly this attempt. The self-join reads the state it leaves (the
-// task lock guarantees nobody else changes the row meanwhile).
-const completeStepSQL = `
-	WITH u AS (
-	  UPDATE tasker.workflow_steps s
-	  SET state = 'complete', result = $4::jsonb, next_retry_at = NULL, updated_at = $5::timestamptz
-	  FROM tasker.workflow_steps old
-	  WHERE s.step_uuid = $1 AND s.task_uuid = $2 AND s.attempts = $3::int
-	    AND s.state IN ('enqueued', 'waiting_for_retry')
-	    AND old.step_uuid = s.step_uuid
-	  RETURNING s.step_uuid, s.task_uuid, old.state AS from_state, s.attempts)
-	INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
-	SELECT step_uuid, task_uuid, from_state, 'complete', attempts, 'attempt ' || attempts || ' completed', $5::timestamptz
-	FROM u`
-
-// completeStep is the hot path: the lock, the step's compare-and-set, the dispatch of the
-// children it made ready and the step counts go in one round trip. Only a result that does not
-// match (late, duplicate, unknown) costs a second one, to tell which.
-func (e *Engine) completeStep(ctx context.Context, tx pgx.Tx, res messages.StepResult, now time.Time) (commands.StepProcessResult, error) {
-	out := commands.StepProcessResult{TaskUUID: res.TaskUUID, StepUUID: res.StepUUID, Action: ActionIgnored}
-	result := []byte(res.Result.Result)
-	if len(result) == 0 {
-		result = []byte("null")
-	}
-	var (
-		task      lockedTask
-		taskFound bool
-		updated   bool
-		sq        settleQuery
-	)
-	b := &pgx.Batch{}
-	queueLockTask(b, res.TaskUUID, &task, &taskFound)
-	b.Queue(completeStepSQL, res.StepUUID, res.TaskUUID, res.Attempt, result, now).Exec(func(ct pgconn.CommandTag) error {
-		updated = ct.RowsAffected() == 1
-		return nil
-	})
-	sq.queue(b, res.TaskUUID, now)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return out, fmt.Errorf("step result %s of task %s: record complete: %w", res.StepUUID, res.TaskUUID, err)
-	}
-	if updated {
-		out.Accepted, out.Action = true, ActionCompleted
-	} else if len(sq.ready) == 0 {
-		return out, e.rejected(ctx, tx, res, taskFound)
-	}
-	// Accepted; or, only if some writer bypassed the task lock, steps the ready statement
-	// moved, which must be sent whatever becomes of this result.
-	fin, err := e.settle(ctx, tx, &task, &sq, nil, now)
-	if err != nil {
-		return out, fmt.Errorf("step result %s of task %s: %w", res.StepUUID, res.TaskUUID, err)
-	}
-	out.Enqueued = fin.dispatched
-	out.Final = &commands.TaskFinalizationResult{
-		TaskUUID: res.TaskUUID, State: fin.state, Changed: fin.changed, Enqueued: fin.readySent,
-	}
-	if !out.Accepted {
-		return out, e.rejected(ctx, tx, res, taskFound)
-	}
-	return out, nil
-}
-
-// rejected explains a result that matched no waiting step: a *commands.PermanentError
-// "unknown_step" when the step does not exist in that task, else nil (late or duplicate: the
-// caller acknowledges and ignores it).
-func (e *Engine) rejected(ctx context.Context, tx pgx.Tx, res messages.StepResult, taskFound bool) error {
-	step, found, err := readStep(ctx, tx, res.StepUUID)
-	if err != nil {
-		return fmt.Errorf("step result %s of task %s: read step: %w", res.StepUUID, res.TaskUUID, err)
-	}
-	if !taskFound || !found || step.taskUUID != res.TaskUUID {
-		return commands.Permanent("unknown_step",
-			fmt.Errorf("step result for step %s of task %s: no such step in that task", res.StepUUID, res.TaskUUID))
-	}
-	e.logIgnored(res, step)
-	return nil
-}
-
-func (e *Engine) logIgnored(res messages.StepResult, step stepRow) {
-	e.log.Debug("step result ignored", zap.Stringer("task_uuid", res.TaskUUID), zap.Stringer("step_uuid", res.StepUUID),
-		zap.String("step", step.name), zap.String("state", step.state), zap.Int("attempts", step.attempts),
-		zap.Int("result_attempt", res.Attempt), zap.Stringer("status", res.Result.Status))
-}
-
-func scanStep(row pgx.Row, step *stepRow) (bool, error) {
-	err := row.Scan(&step.taskUUID, &step.name, &step.state, &step.attempts, &step.maxAttempts,
-		&step.retryable, &step.backoffBase, &step.backoffMax, &step.callable, &step.initialization)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return false, nil
-	default:
-		return false, err
-	}
-}
-
-func readStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (stepRow, bool, error) {
-	var step stepRow
-	found, err := scanStep(tx.QueryRow(ctx, readStepSQL, stepUUID), &step)
-	return step, found, err
-}
-
-// failStep records a failed or error result: it reads the step under the task lock first,
-// because the outcome (retry with which delay, or error) depends on it.
-func (e *Engine) failStep(ctx context.Context, tx pgx.Tx, res messages.StepResult, status messages.StepStatus, now time.Time) (commands.StepProcessResult, error) {
-	out := commands.StepProcessResult{TaskUUID: res.TaskUUID, StepUUID: res.StepUUID, Action: ActionIgnored}
-	var (
-		task      lockedTask
-		taskFound bool
-		step      stepRow
-		stepFound bool
-	)
-	b := &pgx.Batch{}
-	queueLockTask(b, res.TaskUUID, &task, &taskFound)
-	b.Queue(readStepSQL, res.StepUUID).QueryRow(func(row pgx.Row) (err error) {
-		stepFound, err = scanStep(row, &step)
-		return err
-	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return out, fmt.Errorf("step result %s of task %s: read: %w", res.StepUUID, res.TaskUUID, err)
-	}
-	if !taskFound || !stepFound || step.taskUUID != res.TaskUUID {
-		return out, commands.Permanent("unknown_step",
-			fmt.Errorf("step result for step %s of task %s: no such step in that task", res.StepUUID, res.TaskUUID))
-	}
-	if (step.state != StepEnqueued && step.state != StepWaitingForRetry) || step.attempts != res.Attempt {
-		e.logIgnored(res, step)
-		return out, nil
-	}
-
 	stepErr := res.Result.Error
 	if stepErr == nil {
 		stepErr = &messages.StepError{Message: "step " + status.String() + " without an error description"}
 	}
 	lastError, err := json.Marshal(stepErr)
 	if err != nil {
-		return out, fmt.Errorf("step result %s of task %s: encode error: %w", res.StepUUID, res.TaskUUID, err)
+		return nil, fmt.Errorf("step result %s of task %s: encode error: %w", res.StepUUID, res.TaskUUID, err)
 	}
-	var (
-		to          string
-		newAttempts = step.attempts
-		nextRetryAt *time.Time
-		reason      string
-		retry       *outgoing
-	)
+	c.lastError = lastError
 	if status == messages.StatusFailed && stepErr.Retryable && step.retryable &&
 		step.attempts < step.maxAttempts && !TaskFinished(task.state) {
 		policy := template.Retry{Retryable: step.retryable, MaxAttempts: step.maxAttempts,
 			BackoffBase: step.backoffBase, BackoffMax: step.backoffMax}
 		delay := ceilSeconds(policy.Backoff(step.attempts, res.Result.BackoffHintDuration(), e.rand))
 		at := now.Add(time.Duration(delay) * time.Second)
-		to, out.Action, newAttempts, nextRetryAt = StepWaitingForRetry, ActionRetryScheduled, step.attempts+1, &at
-		reason = truncate(fmt.Sprintf("attempt %d failed (%s); attempt %d dispatched with a %ds delay",
-			step.attempts, stepErr.Message, newAttempts, delay), 500)
-		retry = &outgoing{stepUUID: res.StepUUID, attempt: newAttempts, delay: delay}
-	} else {
-		to, out.Action = StepError, ActionFailed
-		why := "not retryable"
-		switch {
-		case status == messages.StatusError:
-			why = "status error"
-		case stepErr.Retryable && step.retryable && step.attempts >= step.maxAttempts:
-			why = fmt.Sprintf("no attempts left (max %d)", step.maxAttempts)
-		case TaskFinished(task.state):
-			why = "task " + task.state
-		}
-		reason = truncate(fmt.Sprintf("attempt %d failed (%s): %s", step.attempts, why, stepErr.Message), 500)
+		c.to, c.toAttempt, c.nextRetryAt = StepWaitingForRetry, step.attempts+1, &at
+		c.reason = truncate(fmt.Sprintf("attempt %d failed (%s); attempt %d dispatched with a %ds delay",
+			step.attempts, stepErr.Message, c.toAttempt, delay), 500)
+		c.retry = &outgoing{taskUUID: res.TaskUUID, stepUUID: res.StepUUID, attempt: c.toAttempt, delay: delay}
+		return c, nil
 	}
+	c.to = StepError
+	why := "not retryable"
+	switch {
+	case status == messages.StatusError:
+		why = "status error"
+	case stepErr.Retryable && step.retryable && step.attempts >= step.maxAttempts:
+		why = fmt.Sprintf("no attempts left (max %d)", step.maxAttempts)
+	case TaskFinished(task.state):
+		why = "task " + task.state
+	}
+	c.reason = truncate(fmt.Sprintf("attempt %d failed (%s): %s", step.attempts, why, stepErr.Message), 500)
+	return c, nil
+}
 
-	var (
-		updated bool
-		deps    map[string]json.RawMessage
-		sq      settleQuery
-	)
-	b = &pgx.Batch{}
-	b.Queue(failStepSQL, res.StepUUID, step.state, to, step.attempts, newAttempts, lastError, nextRetryAt, now, reason).
-		Exec(func(ct pgconn.CommandTag) error {
-			updated = ct.RowsAffected() == 1
-			return nil
-		})
-	if retry != nil {
-		b.Queue(parentResultsSQL, res.StepUUID).QueryRow(func(row pgx.Row) error { return row.Scan(&deps) })
-	}
-	sq.queue(b, res.TaskUUID, now)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return out, fmt.Errorf("step result %s of task %s: record %s: %w", res.StepUUID, res.TaskUUID, to, err)
-	}
-
-	var extra []outgoing
-	if !updated {
-		// Cannot happen while every writer holds the task lock; treat like a late result.
-		out.Action = ActionIgnored
-	} else {
-		out.Accepted = true
-		if retry != nil {
-			body, err := dispatchBody(&task, res.StepUUID, step.name, step.callable, step.initialization,
-				retry.attempt, step.maxAttempts, deps)
-			if err != nil {
-				return out, err
-			}
-			retry.body = body
-			extra = append(extra, *retry)
-		}
-	}
-	fin, err := e.settle(ctx, tx, &task, &sq, extra, now)
-	if err != nil {
-		return out, fmt.Errorf("step result %s of task %s: %w", res.StepUUID, res.TaskUUID, err)
-	}
-	out.Enqueued = fin.dispatched
-	out.Final = &commands.TaskFinalizationResult{
-		TaskUUID: res.TaskUUID, State: fin.state, Changed: fin.changed, Enqueued: fin.readySent,
-	}
-	return out, nil
+func (e *Engine) logIgnored(res messages.StepResult, step *stepRow) {
+	e.log.Debug("step result ignored", zap.Stringer("task_uuid", res.TaskUUID), zap.Stringer("step_uuid", res.StepUUID),
+		zap.String("step", step.name), zap.String("state", step.state), zap.Int("attempts", step.attempts),
+		zap.Int("result_attempt", res.Attempt), zap.Stringer("status", res.Result.Status))
 }

@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,193 +10,372 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/template"
 )
 
-// InitializeTask creates a task and its steps from a task request and dispatches the root
-// steps (SPEC §5.1, §5.2), inside tx.
+// newTask is one request of a batch on its way to becoming a task.
+type newTask struct {
+	item      int // index of the request in the batch
+	spec      messages.TaskRequestSpec
+	requestID string
+	reg       registeredTemplate
+	identity  *string
+	task      lockedTask
+	dupOf     int // for a repeat of an identity within the batch: the newTask it repeats, else -1
+	created   bool
+	roots     []outgoing
+	// existing is the task a duplicate resolves to.
+	existing commands.TaskInitializeResult
+}
+
+// InitializeTasks creates tasks and their steps from task requests and dispatches their root
+// steps (see docs/protocol.md), inside tx.
 //
 // An unknown template is a *commands.PermanentError with reason "unknown_template"; a
 // caller_provided template without an idempotency key, or a context that is not a JSON object,
-// is one with reason "validation_failed". A request whose identity matches an existing task
-// (see the package documentation) creates nothing and returns that task with Created false.
-func (e *Engine) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
-	spec := req.TaskRequest
+// is one with reason "validation_failed"; either fails that request alone. A request whose
+// identity matches an existing task, or an earlier request of the same batch, creates nothing
+// and returns that task with Created false (see the package documentation).
+//
+// The batch costs three round trips whatever its size: the template lookup; one statement
+// that inserts the tasks, their steps (root steps already enqueued), edges and history; and the
+// dispatches of the root steps (one send per worker queue) with the lookup of duplicates.
+// The tasks are inserted in identity order, so two batches that both carry identities A and B
+// wait for each other in one order only and cannot deadlock.
+func (e *Engine) InitializeTasks(ctx context.Context, tx pgx.Tx, reqs []messages.TaskRequest) ([]actor.Result[commands.TaskInitializeResult], error) {
 	now := e.now()
-	reg, err := e.lookupTemplate(ctx, tx, spec.Namespace, spec.Name, spec.Version)
-	if err != nil {
-		return commands.TaskInitializeResult{}, err
+	out := make([]actor.Result[commands.TaskInitializeResult], len(reqs))
+	if len(reqs) == 0 {
+		return out, nil
 	}
-	t := reg.t
+	keys := make([]templateKey, len(reqs))
+	for i, r := range reqs {
+		keys[i] = templateKey{r.TaskRequest.Namespace, r.TaskRequest.Name, r.TaskRequest.Version}
+	}
+	regs, err := e.lookupTemplates(ctx, tx, keys)
+	if err != nil {
+		return nil, err
+	}
+
+	var tasks []*newTask
+	firstOf := map[string]int{} // template id + identity → index in tasks
+	for i, req := range reqs {
+		nt, err := e.prepare(i, req, regs, keys[i])
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		nt.dupOf = -1
+		if nt.identity != nil {
+			k := fmt.Sprintf("%d/%s", nt.reg.id, *nt.identity)
+			if j, ok := firstOf[k]; ok {
+				nt.dupOf = j
+			} else {
+				firstOf[k] = len(tasks)
+			}
+		}
+		tasks = append(tasks, nt)
+	}
+	if err := e.insertTasks(ctx, tx, tasks, now); err != nil {
+		return nil, err
+	}
+	if err := e.dispatchRoots(ctx, tx, tasks, now); err != nil {
+		return nil, err
+	}
+	for _, nt := range tasks {
+		var r commands.TaskInitializeResult
+		switch {
+		case nt.dupOf >= 0 && tasks[nt.dupOf].created:
+			first := tasks[nt.dupOf]
+			r = commands.TaskInitializeResult{TaskUUID: first.task.uuid, CorrelationID: first.task.correlationID}
+		case nt.dupOf >= 0:
+			r = tasks[nt.dupOf].existing
+		case nt.created:
+			r = commands.TaskInitializeResult{TaskUUID: nt.task.uuid, CorrelationID: nt.task.correlationID,
+				Created: true, StepsEnqueued: len(nt.roots)}
+		default:
+			r = nt.existing
+		}
+		if !r.Created {
+			e.log.Debug("duplicate task request", zap.String("template", nt.reg.t.Key()),
+				zap.Stringer("task_uuid", r.TaskUUID), zap.String("request_id", reqs[nt.item].RequestID),
+				zap.String("idempotency_key", reqs[nt.item].TaskRequest.IdempotencyKey))
+		}
+		out[nt.item].Value = r
+	}
+	return out, nil
+}
+
+// prepare validates one request and gives its task and steps their ids.
+func (e *Engine) prepare(i int, req messages.TaskRequest, regs map[templateKey]registeredTemplate, key templateKey) (*newTask, error) {
+	spec := req.TaskRequest
+	reg, ok := regs[key]
+	if !ok {
+		return nil, commands.Permanent("unknown_template", fmt.Errorf("template %s is not registered", key))
+	}
 	if !isJSONObject(spec.Context) {
-		return commands.TaskInitializeResult{}, commands.Permanent(messages.ReasonValidation,
+		return nil, commands.Permanent(messages.ReasonValidation,
 			&messages.ValidationError{Field: "task_request.context", Reason: "must be a JSON object"})
 	}
-	identity, err := taskIdentity(t, spec)
+	identity, err := taskIdentity(reg.t, spec)
 	if err != nil {
-		return commands.TaskInitializeResult{}, err
+		return nil, err
 	}
 	correlationID := spec.CorrelationID
 	if correlationID == uuid.Nil {
 		if correlationID, err = uuid.NewV7(); err != nil {
-			return commands.TaskInitializeResult{}, fmt.Errorf("new correlation id: %w", err)
+			return nil, fmt.Errorf("new correlation id: %w", err)
 		}
 	}
 	taskUUID, err := uuid.NewV7()
 	if err != nil {
-		return commands.TaskInitializeResult{}, fmt.Errorf("new task uuid: %w", err)
+		return nil, fmt.Errorf("new task uuid: %w", err)
 	}
-	tags := spec.Tags
-	if tags == nil {
-		tags = []string{}
-	}
-
-	var inserted int
-	err = tx.QueryRow(ctx, insertTaskSQL,
-		taskUUID, correlationID, reg.id, t.Namespace, t.Name, t.Version, []byte(spec.Context),
-		identity, nullIfEmpty(spec.IdempotencyKey), nullIfEmpty(req.RequestID), nullIfEmpty(spec.Initiator),
-		nullIfEmpty(spec.SourceSystem), nullIfEmpty(spec.Reason), tags, spec.Priority, now,
-	).Scan(&inserted)
-	if err != nil {
-		return commands.TaskInitializeResult{}, fmt.Errorf("initialize task %s (%s): insert task: %w", taskUUID, t.Key(), err)
-	}
-	if inserted == 0 {
-		return e.duplicate(ctx, tx, reg, identity, req)
-	}
-
-	task := &lockedTask{
+	t := reg.t
+	return &newTask{item: i, spec: spec, requestID: req.RequestID, reg: reg, identity: identity, task: lockedTask{
 		uuid: taskUUID, correlationID: correlationID, namespace: t.Namespace, name: t.Name,
-		version: t.Version, state: TaskPending, context: spec.Context,
-	}
-	b := &pgx.Batch{}
-	if err := queueInsertSteps(b, taskUUID, t, now); err != nil {
-		return commands.TaskInitializeResult{}, fmt.Errorf("initialize task %s (%s): %w", taskUUID, t.Key(), err)
-	}
-	var sq settleQuery
-	sq.queue(b, taskUUID, now)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return commands.TaskInitializeResult{}, fmt.Errorf("initialize task %s (%s): insert steps: %w", taskUUID, t.Key(), err)
-	}
-	out, err := e.settle(ctx, tx, task, &sq, nil, now)
-	if err != nil {
-		return commands.TaskInitializeResult{}, fmt.Errorf("initialize task %s (%s): %w", taskUUID, t.Key(), err)
-	}
-	return commands.TaskInitializeResult{
-		TaskUUID: taskUUID, CorrelationID: correlationID, Created: true, StepsEnqueued: out.readySent,
-	}, nil
+		version: t.Version, state: TaskStepsInProcess, context: spec.Context,
+	}}, nil
 }
 
-// insertTaskSQL inserts the task unless its identity exists, with its creation history row;
-// it returns how many tasks it inserted (0 or 1).
-const insertTaskSQL = `
-	WITH ins AS (
+// insertTasksSQL inserts the tasks unless their identity exists, then for the tasks it
+// inserted: their history (created, then steps in process), their steps with history (root
+// steps enqueued for attempt 1, the others pending) and their edges. It returns the tasks it
+// inserted. Foreign keys are checked at the end of the statement, when every row is in.
+const insertTasksSQL = `
+	WITH t AS (
+	  SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::jsonb[],
+	                       $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::jsonb[], $16::int[])
+	    WITH ORDINALITY AS t(task_uuid, correlation_id, template_id, namespace, name, version, context, identity_hash,
+	                         idempotency_key, request_id, initiator, source_system, reason, tags, priority, ord)
+	), ins AS (
 	  INSERT INTO tasker.workflow_tasks (task_uuid, correlation_id, template_id, namespace, name, version, state,
 	    context, identity_hash, idempotency_key, request_id, initiator, source_system, reason, tags, priority,
 	    created_at, updated_at)
-	  VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+	  SELECT task_uuid, correlation_id, template_id, namespace, name, version, $17::text,
+	         context, identity_hash, idempotency_key, request_id, initiator, source_system, reason,
+	         ARRAY(SELECT jsonb_array_elements_text(t.tags)), priority, $1::timestamptz, $1::timestamptz
+	  FROM t ORDER BY ord
 	  ON CONFLICT (template_id, identity_hash) DO NOTHING
 	  RETURNING task_uuid
-	), history AS (
+	), task_history AS (
 	  INSERT INTO tasker.workflow_task_transitions (task_uuid, from_state, to_state, reason, created_at)
-	  SELECT task_uuid, NULL, 'pending', 'created', $16 FROM ins
-	)
-	SELECT count(*)::int FROM ins`
-
-// duplicate returns the existing task of an identity. It runs in a statement of its own: after
-// ON CONFLICT DO NOTHING waited for a concurrent insert of the same identity to commit, only a
-// new statement sees that row.
-func (e *Engine) duplicate(ctx context.Context, tx pgx.Tx, reg registeredTemplate, identity *string, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
-	var res commands.TaskInitializeResult
-	err := tx.QueryRow(ctx, `
-		SELECT task_uuid, correlation_id FROM tasker.workflow_tasks
-		WHERE template_id = $1 AND identity_hash = $2`, reg.id, identity).Scan(&res.TaskUUID, &res.CorrelationID)
-	if err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = errors.New("the conflicting task is not visible (not READ COMMITTED?)")
-		}
-		return res, fmt.Errorf("initialize task (%s): find duplicate: %w", reg.t.Key(), err)
-	}
-	e.log.Debug("duplicate task request", zap.String("template", reg.t.Key()),
-		zap.Stringer("task_uuid", res.TaskUUID), zap.String("request_id", req.RequestID),
-		zap.String("idempotency_key", req.TaskRequest.IdempotencyKey))
-	return res, nil
-}
-
-const insertStepsSQL = `
-	WITH ins AS (
+	  SELECT i.task_uuid, h.from_state, h.to_state, h.reason, $1::timestamptz
+	  FROM ins i CROSS JOIN unnest($18::text[], $19::text[], $20::text[]) WITH ORDINALITY AS h(from_state, to_state, reason, n)
+	  ORDER BY i.task_uuid, h.n
+	), s AS (
+	  SELECT * FROM unnest($21::uuid[], $22::uuid[], $23::text[], $24::int[], $25::text[], $26::jsonb[], $27::int[],
+	                       $28::bool[], $29::interval[], $30::interval[], $31::bool[])
+	    WITH ORDINALITY AS s(step_uuid, task_uuid, name, position, callable, initialization, max_attempts, retryable,
+	                         backoff_base, backoff_max, root, ord)
+	  WHERE s.task_uuid IN (SELECT task_uuid FROM ins)
+	), steps AS (
 	  INSERT INTO tasker.workflow_steps (step_uuid, task_uuid, name, position, callable, initialization,
-	    max_attempts, retryable, backoff_base, backoff_max, created_at, updated_at)
-	  SELECT u.step_uuid, $1, u.name, u.position, u.callable, u.initialization,
-	         u.max_attempts, u.retryable, u.backoff_base, u.backoff_max, $2, $2
-	  FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::int[], $9::bool[],
-	              $10::interval[], $11::interval[])
-	       AS u(step_uuid, name, position, callable, initialization, max_attempts, retryable, backoff_base, backoff_max)
-	  RETURNING step_uuid
+	    max_attempts, retryable, backoff_base, backoff_max, state, attempts, created_at, updated_at)
+	  SELECT step_uuid, task_uuid, name, position, callable, initialization, max_attempts, retryable, backoff_base,
+	         backoff_max, CASE WHEN root THEN $33::text ELSE $32::text END, CASE WHEN root THEN 1 ELSE 0 END,
+	         $1::timestamptz, $1::timestamptz
+	  FROM s ORDER BY ord
+	), step_history AS (
+	  INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
+	  SELECT step_uuid, task_uuid, NULL, $32::text, 0, $34::text, $1::timestamptz FROM s
+	  UNION ALL
+	  SELECT step_uuid, task_uuid, $32::text, $33::text, 1, $35::text, $1::timestamptz FROM s WHERE root
+	), edges AS (
+	  INSERT INTO tasker.workflow_step_edges (parent_uuid, child_uuid)
+	  SELECT e.parent_uuid, e.child_uuid FROM unnest($36::uuid[], $37::uuid[], $38::uuid[]) AS e(parent_uuid, child_uuid, task_uuid)
+	  WHERE e.task_uuid IN (SELECT task_uuid FROM ins)
 	)
-	INSERT INTO tasker.workflow_step_transitions (step_uuid, task_uuid, from_state, to_state, attempt, reason, created_at)
-	SELECT step_uuid, $1, NULL, 'pending', 0, 'created', $2 FROM ins`
+	SELECT task_uuid FROM ins`
 
-const insertEdgesSQL = `
-	INSERT INTO tasker.workflow_step_edges (parent_uuid, child_uuid)
-	SELECT u.parent_uuid, u.child_uuid FROM unnest($1::uuid[], $2::uuid[]) AS u(parent_uuid, child_uuid)`
-
-// queueInsertSteps queues the inserts of the steps (with history) and the edges of a new task.
-func queueInsertSteps(b *pgx.Batch, taskUUID uuid.UUID, t *template.Template, now time.Time) error {
-	n := len(t.Steps)
+// insertTasks inserts the tasks (repeats of an identity within the batch excepted) with one
+// statement, and marks the ones created; the root dispatches of those are prepared.
+func (e *Engine) insertTasks(ctx context.Context, tx pgx.Tx, tasks []*newTask, now time.Time) error {
+	var batch []*newTask
+	for _, nt := range tasks {
+		if nt.dupOf < 0 {
+			batch = append(batch, nt)
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(batch, func(a, b *newTask) int {
+		// Tasks without an identity never conflict: they go last, in any order.
+		if a.identity == nil || b.identity == nil {
+			return cmp.Compare(boolInt(a.identity == nil), boolInt(b.identity == nil))
+		}
+		return cmp.Or(cmp.Compare(a.reg.id, b.reg.id), strings.Compare(*a.identity, *b.identity))
+	})
+	n := len(batch)
 	var (
-		ids       = make([]uuid.UUID, n)
-		names     = make([]string, n)
-		positions = make([]int32, n)
-		callables = make([]string, n)
-		inits     = make([]json.RawMessage, n)
-		maxAtt    = make([]int32, n)
-		retryable = make([]bool, n)
-		bases     = make([]time.Duration, n)
-		maxes     = make([]time.Duration, n)
-		byName    = make(map[string]uuid.UUID, n)
+		taskIDs, corrIDs                           = make([]uuid.UUID, n), make([]uuid.UUID, n)
+		templateIDs                                = make([]int64, n)
+		namespaces, names, versions                = make([]string, n), make([]string, n), make([]string, n)
+		contexts, tags                             = make([]json.RawMessage, n), make([]json.RawMessage, n)
+		identities, keys, requestIDs               = make([]*string, n), make([]*string, n), make([]*string, n)
+		initiators, sources, reasons               = make([]*string, n), make([]*string, n), make([]*string, n)
+		priorities                                 = make([]int32, n)
+		stepIDs, stepTasks, parents, children, eTs []uuid.UUID
+		stepNames, callables                       []string
+		positions, maxAttempts                     []int32
+		inits                                      []json.RawMessage
+		retryable, roots                           []bool
+		bases, maxes                               []time.Duration
 	)
-	for i, s := range t.Steps {
-		id, err := uuid.NewV7()
+	byUUID := make(map[uuid.UUID]*newTask, n)
+	for i, nt := range batch {
+		spec := nt.spec
+		byUUID[nt.task.uuid] = nt
+		taskIDs[i], corrIDs[i], templateIDs[i] = nt.task.uuid, nt.task.correlationID, nt.reg.id
+		namespaces[i], names[i], versions[i] = nt.task.namespace, nt.task.name, nt.task.version
+		contexts[i], identities[i] = nt.task.context, nt.identity
+		keys[i], requestIDs[i] = nullIfEmpty(spec.IdempotencyKey), nullIfEmpty(nt.requestID)
+		initiators[i], sources[i], reasons[i] = nullIfEmpty(spec.Initiator), nullIfEmpty(spec.SourceSystem), nullIfEmpty(spec.Reason)
+		priorities[i] = int32(spec.Priority)
+		t := spec.Tags
+		if t == nil {
+			t = []string{}
+		}
+		tj, err := json.Marshal(t)
 		if err != nil {
-			return fmt.Errorf("new step uuid: %w", err)
+			return fmt.Errorf("initialize task %s: encode tags: %w", nt.task.uuid, err)
 		}
-		init := []byte("{}")
-		if len(s.Handler.Initialization) > 0 {
-			if init, err = json.Marshal(s.Handler.Initialization); err != nil {
-				return fmt.Errorf("step %q: encode initialization: %w", s.Name, err)
+		tags[i] = tj
+
+		ids := make(map[string]uuid.UUID, len(nt.reg.t.Steps))
+		for pos, s := range nt.reg.t.Steps {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return fmt.Errorf("new step uuid: %w", err)
+			}
+			init := []byte("{}")
+			if len(s.Handler.Initialization) > 0 {
+				if init, err = json.Marshal(s.Handler.Initialization); err != nil {
+					return fmt.Errorf("template %s: step %q: encode initialization: %w", nt.reg.t.Key(), s.Name, err)
+				}
+			}
+			ids[s.Name] = id
+			root := len(s.Dependencies) == 0
+			stepIDs, stepTasks, stepNames = append(stepIDs, id), append(stepTasks, nt.task.uuid), append(stepNames, s.Name)
+			positions, callables, inits = append(positions, int32(pos)), append(callables, s.Handler.Callable), append(inits, init)
+			maxAttempts, retryable = append(maxAttempts, int32(s.Retry.MaxAttempts)), append(retryable, s.Retry.Retryable)
+			bases, maxes, roots = append(bases, s.Retry.BackoffBase), append(maxes, s.Retry.BackoffMax), append(roots, root)
+			if root {
+				body, err := dispatchBody(&nt.task, id, s.Name, s.Handler.Callable, init, 1, s.Retry.MaxAttempts, nil)
+				if err != nil {
+					return err
+				}
+				nt.roots = append(nt.roots, outgoing{taskUUID: nt.task.uuid, stepUUID: id, attempt: 1, body: body})
 			}
 		}
-		ids[i], names[i], positions[i], callables[i], inits[i] = id, s.Name, int32(i), s.Handler.Callable, init
-		maxAtt[i], retryable[i], bases[i], maxes[i] = int32(s.Retry.MaxAttempts), s.Retry.Retryable, s.Retry.BackoffBase, s.Retry.BackoffMax
-		byName[s.Name] = id
-	}
-	var parents, children []uuid.UUID
-	for i, s := range t.Steps {
-		for _, dep := range s.Dependencies {
-			p, ok := byName[dep]
-			if !ok {
-				return fmt.Errorf("step %q: unknown dependency %q", s.Name, dep)
+		for _, s := range nt.reg.t.Steps {
+			for _, dep := range s.Dependencies {
+				p, ok := ids[dep]
+				if !ok {
+					return fmt.Errorf("template %s: step %q: unknown dependency %q", nt.reg.t.Key(), s.Name, dep)
+				}
+				parents, children, eTs = append(parents, p), append(children, ids[s.Name]), append(eTs, nt.task.uuid)
 			}
-			parents = append(parents, p)
-			children = append(children, ids[i])
 		}
 	}
-	exec := func(pgconn.CommandTag) error { return nil }
-	b.Queue(insertStepsSQL, taskUUID, now, ids, names, positions, callables, inits, maxAtt, retryable, bases, maxes).Exec(exec)
-	if len(parents) > 0 {
-		b.Queue(insertEdgesSQL, parents, children).Exec(exec)
+	rows, err := tx.Query(ctx, insertTasksSQL, now,
+		taskIDs, corrIDs, templateIDs, namespaces, names, versions, contexts, identities, keys, requestIDs,
+		initiators, sources, reasons, tags, priorities, TaskStepsInProcess,
+		[]*string{nil, ptr(TaskPending)}, []string{TaskPending, TaskStepsInProcess}, []string{"created", "steps in process"},
+		stepIDs, stepTasks, stepNames, positions, callables, inits, maxAttempts, retryable, bases, maxes, roots,
+		StepPending, StepEnqueued, "created", readyReason, parents, children, eTs)
+	if err != nil {
+		return fmt.Errorf("initialize %d task(s): insert: %w", n, err)
+	}
+	created, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return fmt.Errorf("initialize %d task(s): insert: %w", n, err)
+	}
+	for _, id := range created {
+		byUUID[id].created = true
 	}
 	return nil
 }
+
+// findDuplicatesSQL finds the existing tasks of identities. It runs in a statement of its own
+// after the insert: after ON CONFLICT DO NOTHING waited for a concurrent insert of the same
+// identity to commit, only a new statement sees that row.
+const findDuplicatesSQL = `
+	SELECT w.template_id, w.identity_hash, w.task_uuid, w.correlation_id
+	FROM tasker.workflow_tasks w
+	JOIN unnest($1::bigint[], $2::text[]) AS k(template_id, identity_hash)
+	  ON w.template_id = k.template_id AND w.identity_hash = k.identity_hash`
+
+// dispatchRoots sends the root steps of the created tasks and looks up the tasks that the
+// others duplicate, in one round trip.
+func (e *Engine) dispatchRoots(ctx context.Context, tx pgx.Tx, tasks []*newTask, now time.Time) error {
+	b := &pgx.Batch{}
+	var sends []outgoing
+	namespaces := map[uuid.UUID]string{}
+	var dupTemplates []int64
+	var dupIdentities []string
+	dups := map[string]*newTask{}
+	for _, nt := range tasks {
+		switch {
+		case nt.created:
+			sends = append(sends, nt.roots...)
+			namespaces[nt.task.uuid] = nt.task.namespace
+		case nt.dupOf < 0:
+			dupTemplates, dupIdentities = append(dupTemplates, nt.reg.id), append(dupIdentities, *nt.identity)
+			dups[fmt.Sprintf("%d/%s", nt.reg.id, *nt.identity)] = nt
+		}
+	}
+	queueSends(b, sends, namespaces, now)
+	if len(dups) > 0 {
+		b.Queue(findDuplicatesSQL, dupTemplates, dupIdentities).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id int64
+				var identity string
+				var r commands.TaskInitializeResult
+				if err := rows.Scan(&id, &identity, &r.TaskUUID, &r.CorrelationID); err != nil {
+					return err
+				}
+				if nt := dups[fmt.Sprintf("%d/%s", id, identity)]; nt != nil {
+					nt.existing = r
+				}
+			}
+			return rows.Err()
+		})
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("initialize %d task(s): dispatch root steps: %w", len(tasks), err)
+	}
+	for _, nt := range dups {
+		if nt.existing.TaskUUID == uuid.Nil {
+			return fmt.Errorf("initialize task (%s): find duplicate: the conflicting task is not visible (not READ COMMITTED?)", nt.reg.t.Key())
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // taskIdentity returns the deduplication identity of a request (nil: none), see the package
 // documentation. The idempotency key and the context hash are prefixed differently so the two

@@ -195,7 +195,7 @@ func TestInitializeRolledBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.eng.InitializeTask(ctx, tx, request(t, "tree", `{"n": 6}`, "rollback"))
+	res, err := one(e.eng.InitializeTasks(ctx, tx, []messages.TaskRequest{request(t, "tree", `{"n": 6}`, "rollback")}))
 	if err != nil || !res.Created || res.StepsEnqueued != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}

@@ -259,35 +259,47 @@ var _ actor.TaskHandler = (*noop)(nil)
 
 func (h *noop) handlers() actor.Handlers { return actor.Handlers{Task: h, Step: h, Finalization: h} }
 
-// InitializeTask implements actor.TaskHandler.
-func (h *noop) InitializeTask(_ context.Context, _ pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
+// InitializeTasks implements actor.TaskHandler.
+func (h *noop) InitializeTasks(_ context.Context, _ pgx.Tx, reqs []messages.TaskRequest) ([]actor.Result[commands.TaskInitializeResult], error) {
 	now := time.Now()
-	if h.record {
-		var c struct {
-			Seq    int64 `json:"seq"`
-			SentAt int64 `json:"sent_at_ns"`
-		}
-		if err := json.Unmarshal(req.TaskRequest.Context, &c); err == nil && c.SentAt > 0 && c.Seq >= h.warmup {
-			select {
-			case h.lat <- sample{seq: c.Seq, sentAt: c.SentAt, d: time.Duration(now.UnixNano() - c.SentAt)}:
-			default: // cannot happen: the channel holds every message sent
+	out := make([]actor.Result[commands.TaskInitializeResult], len(reqs))
+	for i, req := range reqs {
+		if h.record {
+			var c struct {
+				Seq    int64 `json:"seq"`
+				SentAt int64 `json:"sent_at_ns"`
+			}
+			if err := json.Unmarshal(req.TaskRequest.Context, &c); err == nil && c.SentAt > 0 && c.Seq >= h.warmup {
+				select {
+				case h.lat <- sample{seq: c.Seq, sentAt: c.SentAt, d: time.Duration(now.UnixNano() - c.SentAt)}:
+				default: // cannot happen: the channel holds every message sent
+				}
 			}
 		}
+		out[i].Value = commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}
 	}
-	h.handled.Add(1)
-	return commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}, nil
+	h.handled.Add(int64(len(reqs)))
+	return out, nil
 }
 
-// ProcessStepResult implements actor.StepHandler.
-func (h *noop) ProcessStepResult(_ context.Context, _ pgx.Tx, res messages.StepResult) (commands.StepProcessResult, error) {
-	h.handled.Add(1)
-	return commands.StepProcessResult{TaskUUID: res.TaskUUID, StepUUID: res.StepUUID, Accepted: true, Action: "completed"}, nil
+// ProcessStepResults implements actor.StepHandler.
+func (h *noop) ProcessStepResults(_ context.Context, _ pgx.Tx, results []messages.StepResult) ([]actor.Result[commands.StepProcessResult], error) {
+	out := make([]actor.Result[commands.StepProcessResult], len(results))
+	for i, res := range results {
+		out[i].Value = commands.StepProcessResult{TaskUUID: res.TaskUUID, StepUUID: res.StepUUID, Accepted: true, Action: "completed"}
+	}
+	h.handled.Add(int64(len(results)))
+	return out, nil
 }
 
-// FinalizeTask implements actor.FinalizationHandler.
-func (h *noop) FinalizeTask(_ context.Context, _ pgx.Tx, task uuid.UUID) (commands.TaskFinalizationResult, error) {
-	h.handled.Add(1)
-	return commands.TaskFinalizationResult{TaskUUID: task, State: "complete"}, nil
+// FinalizeTasks implements actor.FinalizationHandler.
+func (h *noop) FinalizeTasks(_ context.Context, _ pgx.Tx, tasks []uuid.UUID) ([]actor.Result[commands.TaskFinalizationResult], error) {
+	out := make([]actor.Result[commands.TaskFinalizationResult], len(tasks))
+	for i, task := range tasks {
+		out[i].Value = commands.TaskFinalizationResult{TaskUUID: task, State: "complete"}
+	}
+	h.handled.Add(int64(len(tasks)))
+	return out, nil
 }
 
 // taskRequest returns a valid task request body for a demo template.

@@ -102,11 +102,16 @@ func (f *finishSignal) handlers() actor.Handlers {
 	return actor.Handlers{Task: f, Step: f, Finalization: f}
 }
 
-// InitializeTask implements actor.TaskHandler.
-func (f *finishSignal) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
-	out, err := f.eng.InitializeTask(ctx, tx, req)
+// InitializeTasks implements actor.TaskHandler.
+func (f *finishSignal) InitializeTasks(ctx context.Context, tx pgx.Tx, reqs []messages.TaskRequest) ([]actor.Result[commands.TaskInitializeResult], error) {
+	out, err := f.eng.InitializeTasks(ctx, tx, reqs)
 	if err == nil {
-		f.hops.taskInitialized(out.TaskUUID, time.Now())
+		now := time.Now()
+		for _, r := range out {
+			if r.Err == nil {
+				f.hops.taskInitialized(r.Value.TaskUUID, now)
+			}
+		}
 	}
 	return out, err
 }
@@ -120,22 +125,34 @@ func (f *finishSignal) announce(fin *commands.TaskFinalizationResult) {
 	}
 }
 
-// ProcessStepResult implements actor.StepHandler.
-func (f *finishSignal) ProcessStepResult(ctx context.Context, tx pgx.Tx, res messages.StepResult) (commands.StepProcessResult, error) {
-	f.hops.resultStarted(res.StepUUID, time.Now())
-	out, err := f.eng.ProcessStepResult(ctx, tx, res)
+// ProcessStepResults implements actor.StepHandler.
+func (f *finishSignal) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []messages.StepResult) ([]actor.Result[commands.StepProcessResult], error) {
+	start := time.Now()
+	for _, res := range results {
+		f.hops.resultStarted(res.StepUUID, start)
+	}
+	out, err := f.eng.ProcessStepResults(ctx, tx, results)
 	if err == nil {
-		f.hops.resultFinished(res.StepUUID, time.Now())
-		f.announce(out.Final)
+		now := time.Now()
+		for i, r := range out {
+			if r.Err == nil {
+				f.hops.resultFinished(results[i].StepUUID, now)
+				f.announce(r.Value.Final)
+			}
+		}
 	}
 	return out, err
 }
 
-// FinalizeTask implements actor.FinalizationHandler.
-func (f *finishSignal) FinalizeTask(ctx context.Context, tx pgx.Tx, task uuid.UUID) (commands.TaskFinalizationResult, error) {
-	out, err := f.eng.FinalizeTask(ctx, tx, task)
-	if err == nil && out.Changed {
-		f.announce(&out)
+// FinalizeTasks implements actor.FinalizationHandler.
+func (f *finishSignal) FinalizeTasks(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]actor.Result[commands.TaskFinalizationResult], error) {
+	out, err := f.eng.FinalizeTasks(ctx, tx, tasks)
+	if err == nil {
+		for _, r := range out {
+			if r.Err == nil && r.Value.Changed {
+				f.announce(&r.Value)
+			}
+		}
 	}
 	return out, err
 }
@@ -302,6 +319,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 	for i := range bodies {
 		bodies[i] = taskRequest(fmt.Sprintf("sat-%d-%d", run, i), "diamond", fmt.Sprintf(`{"n":%d,"run":%d,"i":%d}`, i%7+1, run, i))
 	}
+	statements := resetStatements(ctx, db.pool)
 	cpu0, err := cpuSnapshot(ctx, db.pool, p.Pid())
 	if err != nil {
 		return runResult{}, err
@@ -361,6 +379,13 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 		return runResult{}, err
 	}
 	cpu := cpu1.since(cpu0)
+	var top []statementStat
+	if statements {
+		if top, err = topStatements(ctx, db.pool, 15, steps); err != nil {
+			return runResult{}, err
+		}
+		printStatements(e.stderr, fmt.Sprintf("saturation run %d: top statements", run), top)
+	}
 	if err := wk.stop(); err != nil {
 		return runResult{}, err
 	}
@@ -395,7 +420,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 			"worker_failed": wk.w.Failed(), "worker_concurrency": workerConcurrency,
 			"queue_depth_during_run": depth.report(), "db_wait_events_during_run": topWaits(waits, 12),
 			"consumer_batches": batches, "cpu_ms_per_step": cpu.perStep(steps), "cpu_seconds": cpu,
-			"table_scans": scans, "phases_s": ph.m},
+			"table_scans": scans, "phases_s": ph.m, "top_statements": top},
 		summary: summary,
 	}, nil
 }

@@ -32,8 +32,10 @@ type Recorder struct {
 	Gate chan struct{}
 	// Entered receives the request id of each blocking handler as it starts.
 	Entered chan string
-	// Attempts counts task handler runs.
+	// Attempts counts task handler runs, one per request.
 	Attempts atomic.Int64
+	// Calls counts task handler calls, one per batch or part of a batch.
+	Calls atomic.Int64
 }
 
 // New creates test_effects in the database of pool and returns a Recorder.
@@ -61,12 +63,50 @@ type steer struct {
 	BadData   bool `json:"bad_data"`
 }
 
-// InitializeTask implements actor.TaskHandler.
-func (r *Recorder) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
+// InitializeTasks implements actor.TaskHandler. Injected failures ({"fail"}, {"fail_until"},
+// {"permanent"}) fail their own request and leave no effect; a panic or data the database
+// refuses fails the whole call, as a broken set-based statement would.
+func (r *Recorder) InitializeTasks(ctx context.Context, tx pgx.Tx, reqs []messages.TaskRequest) ([]actor.Result[commands.TaskInitializeResult], error) {
+	r.Calls.Add(1)
+	out := make([]actor.Result[commands.TaskInitializeResult], len(reqs))
+	for i, req := range reqs {
+		res, err := r.initialize(ctx, tx, req)
+		if err != nil && !r.ownFailure(err) {
+			return nil, err
+		}
+		out[i] = actor.Result[commands.TaskInitializeResult]{Value: res, Err: err}
+	}
+	return out, nil
+}
+
+// errInjected marks the failures that are the request's own.
+var errInjected = errors.New("injected failure")
+
+func (r *Recorder) ownFailure(err error) bool {
+	_, permanent := commands.AsPermanent(err)
+	return permanent || errors.Is(err, errInjected)
+}
+
+func (r *Recorder) initialize(ctx context.Context, tx pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
 	r.Attempts.Add(1)
 	var s steer
 	_ = json.Unmarshal(req.TaskRequest.Context, &s)
 	key := req.RequestID
+	var deliveries int
+	if s.FailUntil > 0 {
+		// The delivery count as seen inside this transaction (the claim already counted).
+		if err := tx.QueryRow(ctx, "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE message->>'request_id' = $1", key).Scan(&deliveries); err != nil {
+			return commands.TaskInitializeResult{}, err
+		}
+	}
+	switch {
+	case s.Panic:
+		panic("handler exploded")
+	case s.Permanent:
+		return commands.TaskInitializeResult{}, commands.Permanent("unknown_template", errors.New("no such template"))
+	case s.Fail, deliveries > 0 && deliveries < s.FailUntil:
+		return commands.TaskInitializeResult{}, fmt.Errorf("%w for %s", errInjected, key)
+	}
 	if _, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('task', $1)", key); err != nil {
 		return commands.TaskInitializeResult{}, err
 	}
@@ -78,39 +118,36 @@ func (r *Recorder) InitializeTask(ctx context.Context, tx pgx.Tx, req messages.T
 			return commands.TaskInitializeResult{}, ctx.Err()
 		}
 	}
-	var deliveries int
-	if s.FailUntil > 0 {
-		// The delivery count as seen inside this transaction (the claim already counted).
-		if err := tx.QueryRow(ctx, "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE message->>'request_id' = $1", key).Scan(&deliveries); err != nil {
-			return commands.TaskInitializeResult{}, err
-		}
-	}
 	if s.BadData { // the database refuses the data: SQLSTATE 22P02
 		if _, err := tx.Exec(ctx, "SELECT 'not a number'::int"); err != nil {
 			return commands.TaskInitializeResult{}, fmt.Errorf("store %s: %w", key, err)
 		}
 	}
-	switch {
-	case s.Panic:
-		panic("handler exploded")
-	case s.Permanent:
-		return commands.TaskInitializeResult{}, commands.Permanent("unknown_template", errors.New("no such template"))
-	case s.Fail, deliveries > 0 && deliveries < s.FailUntil:
-		return commands.TaskInitializeResult{}, fmt.Errorf("injected failure for %s", key)
-	}
 	return commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}, nil
 }
 
-// ProcessStepResult implements actor.StepHandler.
-func (r *Recorder) ProcessStepResult(ctx context.Context, tx pgx.Tx, res messages.StepResult) (commands.StepProcessResult, error) {
-	_, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('step', $1)", res.StepUUID.String())
-	return commands.StepProcessResult{Accepted: true, Action: "completed"}, err
+// ProcessStepResults implements actor.StepHandler.
+func (r *Recorder) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []messages.StepResult) ([]actor.Result[commands.StepProcessResult], error) {
+	out := make([]actor.Result[commands.StepProcessResult], len(results))
+	for i, res := range results {
+		if _, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('step', $1)", res.StepUUID.String()); err != nil {
+			return nil, err
+		}
+		out[i].Value = commands.StepProcessResult{Accepted: true, Action: "completed"}
+	}
+	return out, nil
 }
 
-// FinalizeTask implements actor.FinalizationHandler.
-func (r *Recorder) FinalizeTask(ctx context.Context, tx pgx.Tx, task uuid.UUID) (commands.TaskFinalizationResult, error) {
-	_, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('final', $1)", task.String())
-	return commands.TaskFinalizationResult{TaskUUID: task, State: "complete"}, err
+// FinalizeTasks implements actor.FinalizationHandler.
+func (r *Recorder) FinalizeTasks(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]actor.Result[commands.TaskFinalizationResult], error) {
+	out := make([]actor.Result[commands.TaskFinalizationResult], len(tasks))
+	for i, task := range tasks {
+		if _, err := tx.Exec(ctx, "INSERT INTO test_effects (kind, key) VALUES ('final', $1)", task.String()); err != nil {
+			return nil, err
+		}
+		out[i].Value = commands.TaskFinalizationResult{TaskUUID: task, State: "complete"}
+	}
+	return out, nil
 }
 
 // Effects counts committed effects of one kind ("task", "step", "final") and key.
