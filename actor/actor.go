@@ -139,12 +139,15 @@ func (cfg *Config) validate() error {
 	if cfg.Handlers.Task == nil || cfg.Handlers.Step == nil || cfg.Handlers.Finalization == nil {
 		errs = append(errs, errors.New("Handlers.Task, Handlers.Step and Handlers.Finalization are required"))
 	}
-	for name, v := range map[string]int64{
-		"VisibilityTimeout": int64(cfg.VisibilityTimeout), "MaxReadCount": int64(cfg.MaxReadCount),
-		"Concurrency": int64(cfg.Concurrency), "BatchSize": int64(cfg.BatchSize), "ShutdownTimeout": int64(cfg.ShutdownTimeout),
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0},
+		{"Concurrency", cfg.Concurrency < 0}, {"BatchSize", cfg.BatchSize < 0}, {"ShutdownTimeout", cfg.ShutdownTimeout < 0},
 	} {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s is negative", name))
+		if f.negative {
+			errs = append(errs, fmt.Errorf("%s is negative", f.name))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
