@@ -145,8 +145,7 @@ func (p *Poller) Discovered() uint64 { return p.discovered.Load() }
 // Errors returns the number of failed polls so far.
 func (p *Poller) Errors() uint64 { return p.errs.Load() }
 
-// Trigger asks Run to poll queue as soon as possible, even when not Periodic, from its first
-// visible message. It never blocks, and a trigger still pending is not duplicated. Queues that
+// Trigger asks Run to poll queue as soon as possible, even when not Periodic. It never blocks, and a trigger still pending is not duplicated. Queues that
 // Run does not serve are ignored. Safe to call before and during Run, from any goroutine.
 func (p *Poller) Trigger(queue string) {
 	p.trigMu.Lock()
@@ -293,9 +292,16 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 // run is the state of one Run. A queue is due (to be polled in the next round) for one of
-// three reasons: a trigger or a periodic tick (a fresh poll from its first visible message), a
-// full batch (polled again after the last id found) or a poll held back by Capacity or failed
-// (owed as soon as there is room, or after Interval).
+// three reasons: a trigger or a periodic tick, a full batch (more is probably waiting), or a
+// poll held back by Capacity or failed (owed as soon as there is room, or after Interval).
+//
+// Discovery claims nothing, so the ids it found stay visible until the actor claims them (and
+// while the actor's batch holds them uncommitted). A drain therefore continues after the last id
+// it found, and a trigger or tick that arrives during a drain joins it instead of starting over:
+// starting over would announce again what is already on its way, and an id announced just as
+// its batch commits reaches the actor after the message is gone (a needless not found). Only a
+// poll that reaches the end of the queue, or fails, makes the next one start from the first
+// visible message.
 type run struct {
 	p *Poller
 	c *config
@@ -331,10 +337,9 @@ func (r *run) arm() {
 	r.armed = true
 }
 
-// fresh makes queue due for a poll from its first visible message.
-func (r *run) fresh(queue string, full bool) {
+// makeDue makes queue due for a poll (continuing a drain in progress).
+func (r *run) makeDue(queue string, full bool) {
 	r.due[queue] = r.due[queue] || full
-	delete(r.after, queue)
 }
 
 // takeTriggers moves the pending triggers, and the queues held back when capacity was freed,
@@ -347,7 +352,7 @@ func (r *run) takeTriggers() {
 	p.trigMu.Unlock()
 	if all {
 		for _, q := range r.c.queues {
-			r.fresh(q, true)
+			r.makeDue(q, true)
 		}
 		r.triggered = true
 		if r.periodic {
@@ -356,7 +361,7 @@ func (r *run) takeTriggers() {
 	}
 	for q := range queues {
 		if r.c.served[q] {
-			r.fresh(q, true)
+			r.makeDue(q, true)
 			r.triggered = true
 		} else {
 			r.c.log.Debug("poller: trigger for a queue not served, ignored", zap.String("queue", q))
@@ -390,12 +395,12 @@ func (r *run) wait(ctx context.Context) {
 	case <-r.timer.C:
 		r.armed = false
 		for q, full := range r.failed {
-			r.fresh(q, full)
+			r.makeDue(q, full)
 		}
 		clear(r.failed)
 		if r.periodic {
 			for _, q := range r.c.queues {
-				r.fresh(q, false)
+				r.makeDue(q, false)
 			}
 			r.arm()
 		}
