@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,44 +12,56 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testsignal"
+	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// Defaults for zero-valued Config fields.
+// Defaults of the Config fields.
 const (
-	DefaultConcurrency       = 8
-	DefaultBatchSize         = 64
-	DefaultVisibilityTimeout = 30 * time.Second
-	DefaultMaxReadCount      = 5
-	DefaultShutdownTimeout   = 30 * time.Second
+	ConcurrencyDefault       = 8
+	BatchSizeDefault         = 64
+	VisibilityTimeoutDefault = pgmq.VisibilityTimeoutDefault
+	MaxReadCountDefault      = 5
+	ShutdownTimeoutDefault   = 30 * time.Second
 )
 
-// Config configures an Actor. Pool, Commands and all three Handlers are required.
+// controlBuffer is the capacity of the private control channel (Config.Control nil).
+const controlBuffer = 16
+
+// Config configures an Actor. Pool, Commands and all three Handlers are required; every other
+// field has a default.
 type Config struct {
 	Pool     *pgxpool.Pool
 	Commands *commands.CommandChannel
-	// Control carries control commands (stats, health, shutdown) past the queued work, so a busy
-	// actor still answers a health check at once; nil gets a private channel (see Control).
+	// Control carries control commands (stats, health) past the queued work, so a busy actor
+	// still answers a health check at once. If nil, a private channel is used (see Control).
 	// Any command is accepted on either channel.
 	Control *commands.CommandChannel
 	// Notifications is only read for its saturation in health reports; may be nil.
 	Notifications *commands.NotificationChannel
-	// InFlight is shared with the dispatcher; nil gets a private set.
+	// InFlight is shared with the dispatcher. If nil, a private set is used.
 	InFlight *commands.InFlight
 	Handlers Handlers
-	// VisibilityTimeout for claims (TAS-152); 0 means 30s.
+	// VisibilityTimeout hides each claimed message from other claimers. If 0, the default of
+	// 30 seconds is used.
 	VisibilityTimeout time.Duration
-	// MaxReadCount: deliveries before a message is dead-lettered; 0 means 5.
+	// MaxReadCount is how many deliveries a message gets before it is dead-lettered. If 0,
+	// the default of 5 is used.
 	MaxReadCount int
-	// Concurrency: batches processed at once; 0 means 8.
+	// Concurrency is how many batches are processed at once. If 0, the default of 8 is used.
 	Concurrency int
-	// BatchSize: messages per transaction at most; 0 means 64.
+	// BatchSize is the most messages one transaction handles. If 0, the default of 64 is used.
 	BatchSize int
-	// ShutdownTimeout bounds the drain of in-flight work after the context ends; 0 means 30s.
+	// ShutdownTimeout bounds the drain of in-flight work after the context ends. If 0, the
+	// default of 30 seconds is used.
 	ShutdownTimeout time.Duration
-	// Observer receives per-message measurements (metrics); nil means none.
+	// Observer receives per-message measurements (metrics). If nil, none are taken.
 	Observer Observer
-	Logger   *zap.Logger
-	Now      func() time.Time
+	// Logger receives one line per failure (error) and per outcome (debug). If nil, nothing is
+	// logged.
+	Logger *zap.Logger
+	// Now is the clock of statistics, latencies and dead letters. If nil, time.Now is used.
+	Now func() time.Time
 }
 
 // Observer receives measurements; implementations must be safe for concurrent use.
@@ -67,11 +80,15 @@ func (nopObserver) BatchDone(string, int, time.Duration, bool)                  
 
 // Actor is the command processor. Create it with New and run it with Run.
 type Actor struct {
-	cfg   Config
+	cfg   Config // defaults applied
 	log   *zap.Logger
 	now   func() time.Time
 	obs   Observer
 	stats *commands.Stats
+
+	// TestSignals let this module's tests (the actor's and the service's) wait for the actor's
+	// work; they do nothing unless a test initializes them.
+	TestSignals TestSignals
 
 	// workCtx outlives the intake context so in-flight batches can finish during shutdown;
 	// it is cancelled when the drain deadline passes.
@@ -80,8 +97,38 @@ type Actor struct {
 	wg         sync.WaitGroup
 }
 
+// TestSignals are the moments of an Actor's work that tests wait for.
+type TestSignals struct {
+	Finished     testsignal.Signal[commands.MessageOutcome] // a message's outcome was recorded
+	ReplyDropped testsignal.Signal[string]                  // a reply found its requester gone (the command)
+}
+
 // New validates cfg and returns an Actor.
 func New(cfg Config) (*Actor, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.VisibilityTimeout = cmp.Or(cfg.VisibilityTimeout, VisibilityTimeoutDefault)
+	cfg.MaxReadCount = cmp.Or(cfg.MaxReadCount, MaxReadCountDefault)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, BatchSizeDefault)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, ShutdownTimeoutDefault)
+	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
+	cfg.Observer = cmp.Or[Observer](cfg.Observer, nopObserver{})
+	if cfg.InFlight == nil {
+		cfg.InFlight = commands.NewInFlight()
+	}
+	if cfg.Control == nil {
+		cfg.Control = commands.NewChannel[commands.Command]("orchestration_control", controlBuffer)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Actor{cfg: cfg, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer, stats: commands.NewStats(cfg.Now())}, nil
+}
+
+// validate checks the required fields and refuses negative values; errors name the field.
+func (cfg *Config) validate() error {
 	var errs []error
 	if cfg.Pool == nil {
 		errs = append(errs, errors.New("Pool is required"))
@@ -92,66 +139,46 @@ func New(cfg Config) (*Actor, error) {
 	if cfg.Handlers.Task == nil || cfg.Handlers.Step == nil || cfg.Handlers.Finalization == nil {
 		errs = append(errs, errors.New("Handlers.Task, Handlers.Step and Handlers.Finalization are required"))
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("actor: %w", errors.Join(errs...))
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0},
+		{"Concurrency", cfg.Concurrency < 0}, {"BatchSize", cfg.BatchSize < 0}, {"ShutdownTimeout", cfg.ShutdownTimeout < 0},
+	} {
+		if f.negative {
+			errs = append(errs, fmt.Errorf("%s is negative", f.name))
+		}
 	}
-	if cfg.VisibilityTimeout <= 0 {
-		cfg.VisibilityTimeout = DefaultVisibilityTimeout
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("actor: %w", err)
 	}
-	if cfg.MaxReadCount <= 0 {
-		cfg.MaxReadCount = DefaultMaxReadCount
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if cfg.InFlight == nil {
-		cfg.InFlight = commands.NewInFlight()
-	}
-	if cfg.Control == nil {
-		cfg.Control = commands.NewChannel[commands.Command]("orchestration_control", 16)
-	}
-	a := &Actor{cfg: cfg, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}
-	if a.log == nil {
-		a.log = zap.NewNop()
-	}
-	if a.now == nil {
-		a.now = time.Now
-	}
-	if a.obs == nil {
-		a.obs = nopObserver{}
-	}
-	a.stats = commands.NewStats(a.now())
-	return a, nil
+	return nil
 }
 
-// Control returns the control channel: send health checks, stats requests and shutdown here.
+// Control returns the control channel: send health checks and stats requests here.
 func (a *Actor) Control() *commands.CommandChannel { return a.cfg.Control }
 
 // Stats returns the live statistics (also available through GetProcessingStats).
 func (a *Actor) Stats() *commands.Stats { return a.stats }
 
-// Run processes commands until ctx ends or a Shutdown command arrives. It then stops taking
-// commands, lets in-flight batches finish for up to ShutdownTimeout (cancelling them after
-// that: their transactions roll back and the messages come back after their visibility
-// timeout), and returns. Commands still queued are not processed: their messages are still
-// in their queues.
+// Run processes commands until ctx ends. It then stops taking commands, lets in-flight batches
+// finish for up to ShutdownTimeout (cancelling them after that: their transactions roll back and
+// the messages come back after their visibility timeout), and returns. Commands still queued are
+// not processed: their messages are still in their queues.
+//
+// A message is claimed only when its batch starts, inside the batch transaction: whatever waits
+// in the channels or in the actor's own queue holds no claim, so a backlog never makes a claim
+// expire before its handler runs.
 func (a *Actor) Run(ctx context.Context) error {
 	a.workCtx, a.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	defer a.cancelWork()
 
 	slots := make(chan struct{}, a.cfg.Concurrency)
-	var pending []work
-	var shutdownReply *commands.Responder[struct{}]
-loop:
+	var pending []commands.ProcessMessage
 	for {
 		in := a.cfg.Commands.Receive()
-		if len(pending) >= a.cfg.BatchSize*2 {
+		if len(pending) >= a.maxPending() {
 			in = nil // enough queued locally: leave the rest in the channel (backpressure)
 		}
 		var slot chan<- struct{}
@@ -160,52 +187,40 @@ loop:
 		}
 		select {
 		case <-ctx.Done():
-			break loop
+			a.abandon(pending)
+			a.drain()
+			return nil
 		case cmd := <-a.cfg.Control.Receive():
-			if sd, ok := cmd.(commands.Shutdown); ok {
-				shutdownReply = &sd.Reply
-				break loop
-			}
 			pending = a.accept(ctx, pending, cmd)
 		case cmd := <-in:
-			if sd, ok := cmd.(commands.Shutdown); ok {
-				shutdownReply = &sd.Reply
-				break loop
-			}
-			pending = a.accept(ctx, pending, cmd)
-			// Take whatever else is already queued, so a burst becomes few large batches.
-		more:
-			for len(pending) < a.cfg.BatchSize*2 {
-				select {
-				case next := <-in:
-					if sd, ok := next.(commands.Shutdown); ok {
-						shutdownReply = &sd.Reply
-						break loop
-					}
-					pending = a.accept(ctx, pending, next)
-				default:
-					break more
-				}
-			}
+			pending = a.takeQueued(ctx, a.accept(ctx, pending, cmd), in)
 		case slot <- struct{}{}:
-			var batch []work
+			var batch []commands.ProcessMessage
 			batch, pending = takeBatch(pending, a.cfg.BatchSize)
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
+			a.wg.Go(func() {
 				defer func() { <-slots }()
 				a.runBatch(batch)
-			}()
+			})
 		}
 	}
-	for _, w := range pending {
-		w.abandon(a)
+}
+
+// maxPending is how many messages the actor queues locally: two batches, so that the next one
+// is ready when a slot frees.
+func (a *Actor) maxPending() int { return 2 * a.cfg.BatchSize }
+
+// takeQueued takes whatever else is already queued on in, up to maxPending, so that a burst
+// becomes few large batches.
+func (a *Actor) takeQueued(ctx context.Context, pending []commands.ProcessMessage, in <-chan commands.Command) []commands.ProcessMessage {
+	for len(pending) < a.maxPending() {
+		select {
+		case cmd := <-in:
+			pending = a.accept(ctx, pending, cmd)
+		default:
+			return pending
+		}
 	}
-	a.drain()
-	if shutdownReply != nil {
-		a.reply(commands.KindUnknown, "shutdown", func() bool { return shutdownReply.Send(struct{}{}, nil) })
-	}
-	return nil
+	return pending
 }
 
 // drain waits for in-flight batches, cancelling them when the shutdown timeout passes.
@@ -224,30 +239,35 @@ func (a *Actor) drain() {
 	}
 }
 
-// accept turns a command into pending work, or answers it at once when it is a control command.
-func (a *Actor) accept(ctx context.Context, pending []work, cmd commands.Command) []work {
+// accept queues a message command, or answers a control command at once.
+func (a *Actor) accept(ctx context.Context, pending []commands.ProcessMessage, cmd commands.Command) []commands.ProcessMessage {
 	switch c := cmd.(type) {
+	case commands.ProcessMessage:
+		return append(pending, c)
 	case commands.GetProcessingStats:
 		snap := a.stats.Snapshot()
 		a.reply(commands.KindUnknown, "stats", func() bool { return c.Reply.Send(snap, nil) })
 	case commands.HealthCheck:
 		// Off the loop: it queries the database, and the loop must keep answering.
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
+		a.wg.Go(func() {
 			h := a.health(ctx)
 			a.reply(commands.KindUnknown, "health", func() bool { return c.Reply.Send(h, nil) })
-		}()
-	case commands.ProcessMessageEvent:
-		return append(pending, work{queue: c.Queue, kind: c.Kind, event: &c})
-	case commands.ProcessMessage:
-		return append(pending, work{queue: c.Queue, kind: c.Kind, claimed: &c})
-	case commands.InitializeTask, commands.ProcessStepResult, commands.FinalizeTask:
-		return append(pending, work{direct: cmd})
+		})
 	default:
 		a.log.Error("unknown command type", zap.String("type", fmt.Sprintf("%T", cmd)))
 	}
 	return pending
+}
+
+// abandon answers the queued messages that shutdown prevented from starting: nothing happened
+// to them, and nothing claimed them.
+func (a *Actor) abandon(pending []commands.ProcessMessage) {
+	for _, c := range pending {
+		a.cfg.InFlight.Remove(c.Ref())
+		a.reply(c.Kind, "message", func() bool {
+			return c.Reply.Send(commands.MessageOutcome{Ref: c.Ref(), Outcome: commands.OutcomeFailed, Detail: "consumer shutting down"}, errShuttingDown)
+		})
+	}
 }
 
 // reply sends a reply through send and logs at ERROR when the requester stopped waiting.
@@ -255,22 +275,19 @@ func (a *Actor) reply(kind commands.Kind, what string, send func() bool) {
 	if !send() {
 		a.log.Error("reply dropped: the requester stopped waiting before the reply was sent",
 			zap.String("command", what), zap.Stringer("kind", kind))
+		a.TestSignals.ReplyDropped.Signal(what)
 	}
 }
 
-// takeBatch removes up to n items for one queue from pending (the queue of the first item;
-// direct commands travel alone).
-func takeBatch(pending []work, n int) (batch, rest []work) {
-	first := pending[0]
-	if first.direct != nil {
-		return pending[:1:1], pending[1:]
-	}
+// takeBatch removes up to n messages of one queue (the first one's) from pending.
+func takeBatch(pending []commands.ProcessMessage, n int) (batch, rest []commands.ProcessMessage) {
+	queue := pending[0].Queue
 	rest = pending[:0:0]
-	for _, w := range pending {
-		if len(batch) < n && w.direct == nil && w.queue == first.queue {
-			batch = append(batch, w)
+	for _, c := range pending {
+		if len(batch) < n && c.Queue == queue {
+			batch = append(batch, c)
 		} else {
-			rest = append(rest, w)
+			rest = append(rest, c)
 		}
 	}
 	return batch, rest

@@ -11,161 +11,115 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/pipelinetest"
 	"github.com/tasker-systems/consumer/internal/recorder"
-	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
+// harness is an actor running on the shared pipeline test harness.
 type harness struct {
-	t    *testing.T
-	db   *testdb.DB
-	rec  *recorder.Recorder
+	*pipelinetest.Harness
 	cmds *commands.CommandChannel
 	act  *actor.Actor
-	logs *observer.ObservedLogs
-	stop context.CancelFunc
-	done chan error
+	run  *pipelinetest.Running
 }
 
 type option func(*actor.Config)
 
 func start(t *testing.T, opts ...option) *harness {
 	t.Helper()
-	db := testdb.New(t, 8)
-	return startOn(t, db, recorder.New(t, db.Pool), opts...)
+	return startOn(pipelinetest.New(t, 8), opts...)
 }
 
-func startOn(t *testing.T, db *testdb.DB, rec *recorder.Recorder, opts ...option) *harness {
-	t.Helper()
-	core, logs := observer.New(zapcore.DebugLevel)
+// startOn starts an actor on p's database and handlers (a second start is a restart, or a
+// second consumer).
+func startOn(p *pipelinetest.Harness, opts ...option) *harness {
+	p.T.Helper()
 	cmds := commands.NewCommandChannel(100)
 	cfg := actor.Config{
-		Pool: db.Pool, Commands: cmds, Handlers: rec.Handlers(),
-		VisibilityTimeout: time.Second, MaxReadCount: 3, Concurrency: 4, BatchSize: 16,
-		ShutdownTimeout: 10 * time.Second, Logger: zap.New(core),
+		Pool: p.DB.Pool, Commands: cmds, Handlers: p.Rec.Handlers(),
+		MaxReadCount: 3, Concurrency: 4, BatchSize: 16, ShutdownTimeout: 10 * time.Second, Logger: p.Logger,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	a, err := actor.New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, db: db, rec: rec, cmds: cmds, act: a, logs: logs, stop: cancel, done: make(chan error, 1)}
-	go func() { h.done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-h.done:
-		case <-time.After(20 * time.Second):
-			t.Error("actor did not stop")
-		}
-	})
-	return h
+	a.TestSignals.Finished.Init()
+	a.TestSignals.ReplyDropped.Init()
+	return &harness{Harness: p, cmds: cmds, act: a, run: pipelinetest.Start(p.T, a.Run)}
 }
 
-func (h *harness) send(queue string, body json.RawMessage) int64 {
-	h.t.Helper()
-	id, err := pgmq.Send(context.Background(), h.db.Pool, queue, body, pgmq.SendOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return id
-}
-
-// event sends a message event and waits for its outcome.
-func (h *harness) event(queue string, id int64) commands.MessageOutcome {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+// process asks the actor to claim and handle a message, and waits for its outcome.
+func (h *harness) process(queue string, id int64) commands.MessageOutcome {
+	h.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testsignal.Timeout)
 	defer cancel()
 	out, err := commands.Request(ctx, h.cmds, func(r commands.Responder[commands.MessageOutcome]) commands.Command {
-		return commands.ProcessMessageEvent{Kind: commands.KindForQueue(queue), Queue: queue, MsgID: id, ReceivedAt: time.Now(), Reply: r}
+		return commands.ProcessMessage{Kind: commands.KindForQueue(queue), Queue: queue, MsgID: id, ReceivedAt: time.Now(), Reply: r}
 	})
 	if err != nil {
-		h.t.Fatalf("event %s/%d: %v", queue, id, err)
+		h.T.Fatalf("process %s/%d: %v", queue, id, err)
 	}
 	return out
 }
 
-func (h *harness) queueLen(queue string) int {
-	h.t.Helper()
-	var n int
-	if err := h.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM pgmq.q_"+queue).Scan(&n); err != nil {
-		h.t.Fatal(err)
+// processAll processes the messages concurrently, so that they can share batches, and returns
+// their outcomes by id.
+func (h *harness) processAll(queue string, ids ...int64) map[int64]commands.MessageOutcome {
+	h.T.Helper()
+	replies := make(chan commands.MessageOutcome, len(ids))
+	for _, id := range ids {
+		go func() { replies <- h.process(queue, id) }()
 	}
-	return n
+	got := make(map[int64]commands.MessageOutcome, len(ids))
+	for range ids {
+		o := <-replies
+		got[o.Ref.MsgID] = o
+	}
+	return got
 }
 
-func (h *harness) deadLetters() []messages.DeadLetter {
-	h.t.Helper()
-	rows, err := h.db.Pool.Query(context.Background(), "SELECT message FROM pgmq.q_orchestration_dlq ORDER BY msg_id")
-	if err != nil {
-		h.t.Fatal(err)
+// enqueue hands the actor a message without waiting for its outcome.
+func (h *harness) enqueue(queue string, id int64) {
+	h.T.Helper()
+	cmd := commands.ProcessMessage{Kind: commands.KindForQueue(queue), Queue: queue, MsgID: id, ReceivedAt: time.Now()}
+	if err := h.cmds.Send(context.Background(), cmd); err != nil {
+		h.T.Fatal(err)
 	}
-	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var out []messages.DeadLetter
-	for _, b := range bodies {
-		var d messages.DeadLetter
-		if err := json.Unmarshal(b, &d); err != nil {
-			h.t.Fatal(err)
-		}
-		out = append(out, d)
-	}
-	return out
 }
 
-// waitVisible waits until the message's visibility timeout has passed.
-func (h *harness) waitVisible(queue string, id int64) {
-	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		var visible bool
-		err := h.db.Pool.QueryRow(context.Background(), "SELECT vt <= clock_timestamp() FROM pgmq.q_"+queue+" WHERE msg_id = $1", id).Scan(&visible)
-		if err != nil {
-			h.t.Fatalf("message %s/%d: %v", queue, id, err)
-		}
-		if visible {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	h.t.Fatalf("message %s/%d did not become visible", queue, id)
-}
-
-func TestEventIsClaimedHandledAndAckedTogether(t *testing.T) {
+func TestMessageIsClaimedHandledAndAckedTogether(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("r1", `{"n":1}`))
-	out := h.event(messages.QueueTaskRequests, id)
+	id := h.Send(messages.QueueTaskRequests, recorder.TaskRequest("r1", `{"n":1}`))
+	out := h.process(messages.QueueTaskRequests, id)
 	if out.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("outcome = %v (%s, %v), want processed", out.Outcome, out.Detail, out.Err)
 	}
-	if n := h.rec.Effects(t, "task", "r1"); n != 1 {
+	if n := h.Rec.Effects(t, "task", "r1"); n != 1 {
 		t.Fatalf("effects = %d, want 1", n)
 	}
-	if n := h.queueLen(messages.QueueTaskRequests); n != 0 {
+	if n := h.QueueLen(messages.QueueTaskRequests); n != 0 {
 		t.Fatalf("queue length after ack = %d, want 0", n)
 	}
 	// Announced again after the ack: nothing to claim, a normal outcome, not an error.
-	again := h.event(messages.QueueTaskRequests, id)
+	again := h.process(messages.QueueTaskRequests, id)
 	if again.Outcome != commands.OutcomeNotFound {
 		t.Fatalf("second outcome = %v, want not_found", again.Outcome)
 	}
-	if n := h.rec.Effects(t, "task", "r1"); n != 1 {
+	if n := h.Rec.Effects(t, "task", "r1"); n != 1 {
 		t.Fatalf("effects after duplicate = %d, want 1", n)
 	}
-	if errs := h.logs.FilterLevelExact(zapcore.ErrorLevel).Len(); errs != 0 {
-		t.Fatalf("error logs = %d, want 0: %v", errs, h.logs.All())
+	if errs := h.Logs.FilterLevelExact(zapcore.ErrorLevel).Len(); errs != 0 {
+		t.Fatalf("error logs = %d, want 0: %v", errs, h.Logs.All())
 	}
 	snap := h.act.Stats().Snapshot().ByKind["task_request"]
 	if snap.Processed != 1 || snap.NotFound != 1 || snap.Failed != 0 {
@@ -176,50 +130,46 @@ func TestEventIsClaimedHandledAndAckedTogether(t *testing.T) {
 func TestEachKindRoutesToItsHandler(t *testing.T) {
 	h := start(t)
 	task, step := uuid.New(), uuid.New()
-	res := h.send(messages.QueueStepResults, json.RawMessage(fmt.Sprintf(
+	res := h.Send(messages.QueueStepResults, json.RawMessage(fmt.Sprintf(
 		`{"task_uuid":%q,"step_uuid":%q,"attempt":1,"result":{"success":true,"result":{"v":1}}}`, task, step)))
-	fin := h.send(messages.QueueTaskFinalizations, json.RawMessage(fmt.Sprintf(`{"task_uuid":%q}`, task)))
-	if out := h.event(messages.QueueStepResults, res); out.Outcome != commands.OutcomeProcessed {
+	fin := h.Send(messages.QueueTaskFinalizations, json.RawMessage(fmt.Sprintf(`{"task_uuid":%q}`, task)))
+	if out := h.process(messages.QueueStepResults, res); out.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("step result outcome = %v (%v)", out.Outcome, out.Err)
 	}
-	if out := h.event(messages.QueueTaskFinalizations, fin); out.Outcome != commands.OutcomeProcessed {
+	if out := h.process(messages.QueueTaskFinalizations, fin); out.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("finalization outcome = %v (%v)", out.Outcome, out.Err)
 	}
-	if h.rec.Effects(t, "step", step.String()) != 1 || h.rec.Effects(t, "final", task.String()) != 1 {
+	if h.Rec.Effects(t, "step", step.String()) != 1 || h.Rec.Effects(t, "final", task.String()) != 1 {
 		t.Fatal("step or finalization handler did not run exactly once")
 	}
 }
 
 func TestHandlerFailureRollsBackAndRedelivers(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("flaky", `{"fail_until":2}`))
-	first := h.event(messages.QueueTaskRequests, id)
+	id := h.Send(messages.QueueTaskRequests, recorder.TaskRequest("flaky", `{"fail_until":2}`))
+	first := h.process(messages.QueueTaskRequests, id)
 	if first.Outcome != commands.OutcomeFailed {
 		t.Fatalf("first outcome = %v, want failed", first.Outcome)
 	}
-	if n := h.rec.Effects(t, "task", "flaky"); n != 0 {
+	if n := h.Rec.Effects(t, "task", "flaky"); n != 0 {
 		t.Fatalf("effects of a failed handler = %d, want 0 (rolled back)", n)
 	}
-	var readCt int
-	if err := h.db.Pool.QueryRow(context.Background(), "SELECT read_ct FROM pgmq.q_orchestration_task_requests WHERE msg_id = $1", id).Scan(&readCt); err != nil {
-		t.Fatal(err)
-	}
-	if readCt != 1 {
-		t.Fatalf("read_ct after a failed delivery = %d, want 1 (the claim must stand)", readCt)
+	if n := h.ReadCount(messages.QueueTaskRequests, id); n != 1 {
+		t.Fatalf("read_ct after a failed delivery = %d, want 1 (the claim must stand)", n)
 	}
 	// Invisible until the visibility timeout passes.
-	if early := h.event(messages.QueueTaskRequests, id); early.Outcome != commands.OutcomeNotFound {
+	if early := h.process(messages.QueueTaskRequests, id); early.Outcome != commands.OutcomeNotFound {
 		t.Fatalf("outcome before vt = %v, want not_found", early.Outcome)
 	}
-	h.waitVisible(messages.QueueTaskRequests, id)
-	second := h.event(messages.QueueTaskRequests, id)
+	h.ExpireVT(messages.QueueTaskRequests, id)
+	second := h.process(messages.QueueTaskRequests, id)
 	if second.Outcome != commands.OutcomeProcessed {
 		t.Fatalf("redelivery outcome = %v (%v), want processed", second.Outcome, second.Err)
 	}
-	if n := h.rec.Effects(t, "task", "flaky"); n != 1 {
+	if n := h.Rec.Effects(t, "task", "flaky"); n != 1 {
 		t.Fatalf("effects = %d, want 1", n)
 	}
-	failures := h.logs.FilterMessage("message failed; it will be redelivered").All()
+	failures := h.Logs.FilterMessage("message failed; it will be redelivered").All()
 	if len(failures) != 1 {
 		t.Fatalf("failure log lines = %d, want 1", len(failures))
 	}
@@ -231,20 +181,22 @@ func TestHandlerFailureRollsBackAndRedelivers(t *testing.T) {
 
 func TestAlwaysFailingMessageIsDeadLetteredAfterMaxReadCount(t *testing.T) {
 	h := start(t) // MaxReadCount 3
-	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("doomed", `{"fail":true}`))
+	id := h.Send(messages.QueueTaskRequests, recorder.TaskRequest("doomed", `{"fail":true}`))
 	var outcomes []commands.Outcome
-	for range 3 {
-		h.waitVisible(messages.QueueTaskRequests, id)
-		outcomes = append(outcomes, h.event(messages.QueueTaskRequests, id).Outcome)
+	for i := range 3 {
+		if i > 0 {
+			h.ExpireVT(messages.QueueTaskRequests, id)
+		}
+		outcomes = append(outcomes, h.process(messages.QueueTaskRequests, id).Outcome)
 	}
 	want := []commands.Outcome{commands.OutcomeFailed, commands.OutcomeFailed, commands.OutcomeDeadLettered}
 	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
 		t.Fatalf("outcomes = %v, want %v", outcomes, want)
 	}
-	if n := h.queueLen(messages.QueueTaskRequests); n != 0 {
+	if n := h.QueueLen(messages.QueueTaskRequests); n != 0 {
 		t.Fatalf("source queue length = %d, want 0", n)
 	}
-	dl := h.deadLetters()
+	dl := h.DeadLetters()
 	if len(dl) != 1 {
 		t.Fatalf("dead letters = %d, want 1", len(dl))
 	}
@@ -254,23 +206,23 @@ func TestAlwaysFailingMessageIsDeadLetteredAfterMaxReadCount(t *testing.T) {
 		!strings.Contains(string(d.Message), `"doomed"`) {
 		t.Fatalf("dead letter = %+v", d)
 	}
-	if n := h.rec.Attempts.Load(); n != 3 {
+	if n := h.Rec.Attempts.Load(); n != 3 {
 		t.Fatalf("handler attempts = %d, want 3", n)
 	}
 }
 
 func TestReadCountAboveMaxIsDeadLetteredWithoutRunningTheHandler(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("crashy", `{}`))
+	id := h.Send(messages.QueueTaskRequests, recorder.TaskRequest("crashy", `{}`))
 	// Deliveries that never finished (a consumer crashing mid-handler) still count.
-	if _, err := h.db.Pool.Exec(context.Background(), "UPDATE pgmq.q_orchestration_task_requests SET read_ct = 3 WHERE msg_id = $1", id); err != nil {
+	if _, err := h.DB.Pool.Exec(context.Background(), "UPDATE pgmq.q_orchestration_task_requests SET read_ct = 3 WHERE msg_id = $1", id); err != nil {
 		t.Fatal(err)
 	}
-	out := h.event(messages.QueueTaskRequests, id)
+	out := h.process(messages.QueueTaskRequests, id)
 	if out.Outcome != commands.OutcomeDeadLettered || out.Detail != messages.ReasonMaxReadCount {
 		t.Fatalf("outcome = %v %q, want dead_lettered %s", out.Outcome, out.Detail, messages.ReasonMaxReadCount)
 	}
-	if h.rec.Attempts.Load() != 0 {
+	if h.Rec.Attempts.Load() != 0 {
 		t.Fatal("handler ran for a message above the read count")
 	}
 }
@@ -281,21 +233,12 @@ func TestMalformedMessagesAreDeadLetteredAtOnceWhileOthersFlow(t *testing.T) {
 	ctx := context.Background()
 	// Not JSON at all can't go through pgmq.send's jsonb; a JSON string is the closest a
 	// producer can get. Also a wrong shape and a missing field.
-	badJSON := h.send(q, json.RawMessage(`"just a string"`))
-	wrongType := h.send(q, json.RawMessage(`{"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":[1,2]}}`))
-	missing := h.send(q, json.RawMessage(`{"task_request":{"name":"linear","version":"1.0.0","context":{}}}`))
-	good := h.send(q, recorder.TaskRequest("good", `{}`))
+	badJSON := h.Send(q, json.RawMessage(`"just a string"`))
+	wrongType := h.Send(q, json.RawMessage(`{"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":[1,2]}}`))
+	missing := h.Send(q, json.RawMessage(`{"task_request":{"name":"linear","version":"1.0.0","context":{}}}`))
+	good := h.Send(q, recorder.TaskRequest("good", `{}`))
 
-	// All four in one batch.
-	replies := make(chan commands.MessageOutcome, 4)
-	for _, id := range []int64{badJSON, wrongType, missing, good} {
-		go func() { replies <- h.event(q, id) }()
-	}
-	got := map[int64]commands.MessageOutcome{}
-	for range 4 {
-		o := <-replies
-		got[o.Ref.MsgID] = o
-	}
+	got := h.processAll(q, badJSON, wrongType, missing, good)
 	if got[good].Outcome != commands.OutcomeProcessed {
 		t.Fatalf("good message outcome = %v (%v)", got[good].Outcome, got[good].Err)
 	}
@@ -310,14 +253,14 @@ func TestMalformedMessagesAreDeadLetteredAtOnceWhileOthersFlow(t *testing.T) {
 	if !strings.Contains(got[missing].Err.Error(), "task_request.namespace") {
 		t.Fatalf("missing field error %q does not name the field", got[missing].Err)
 	}
-	if n := h.queueLen(q); n != 0 {
+	if n := h.QueueLen(q); n != 0 {
 		t.Fatalf("queue length = %d, want 0", n)
 	}
-	if dl := h.deadLetters(); len(dl) != 3 {
+	if dl := h.DeadLetters(); len(dl) != 3 {
 		t.Fatalf("dead letters = %d, want 3", len(dl))
 	}
 	var reasons []string
-	rows, _ := h.db.Pool.Query(ctx, "SELECT message->>'reason' FROM pgmq.q_orchestration_dlq ORDER BY (message->>'source_msg_id')::bigint")
+	rows, _ := h.DB.Pool.Query(ctx, "SELECT message->>'reason' FROM pgmq.q_orchestration_dlq ORDER BY (message->>'source_msg_id')::bigint")
 	reasons, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +268,7 @@ func TestMalformedMessagesAreDeadLetteredAtOnceWhileOthersFlow(t *testing.T) {
 	if reasons[0] != messages.ReasonValidation || reasons[1] != messages.ReasonValidation {
 		t.Fatalf("reasons = %v", reasons)
 	}
-	if n := len(h.logs.FilterMessage("message dead-lettered").All()); n != 3 {
+	if n := len(h.Logs.FilterMessage("message dead-lettered").All()); n != 3 {
 		t.Fatalf("dead-letter log lines = %d, want exactly one per message (3)", n)
 	}
 }
@@ -334,20 +277,15 @@ func TestOneFailureInABatchDoesNotUndoTheOthers(t *testing.T) {
 	h := start(t)
 	q := messages.QueueTaskRequests
 	ids := []int64{
-		h.send(q, recorder.TaskRequest("a", `{}`)),
-		h.send(q, recorder.TaskRequest("b", `{"fail":true}`)),
-		h.send(q, recorder.TaskRequest("c", `{"panic":true}`)),
-		h.send(q, recorder.TaskRequest("d", `{"permanent":true}`)),
-		h.send(q, recorder.TaskRequest("e", `{}`)),
-	}
-	replies := make(chan commands.MessageOutcome, len(ids))
-	for _, id := range ids {
-		go func() { replies <- h.event(q, id) }()
+		h.Send(q, recorder.TaskRequest("a", `{}`)),
+		h.Send(q, recorder.TaskRequest("b", `{"fail":true}`)),
+		h.Send(q, recorder.TaskRequest("c", `{"panic":true}`)),
+		h.Send(q, recorder.TaskRequest("d", `{"permanent":true}`)),
+		h.Send(q, recorder.TaskRequest("e", `{}`)),
 	}
 	got := map[int64]commands.Outcome{}
-	for range ids {
-		o := <-replies
-		got[o.Ref.MsgID] = o.Outcome
+	for id, o := range h.processAll(q, ids...) {
+		got[id] = o.Outcome
 	}
 	want := []commands.Outcome{commands.OutcomeProcessed, commands.OutcomeFailed, commands.OutcomeFailed, commands.OutcomeDeadLettered, commands.OutcomeProcessed}
 	for i, id := range ids {
@@ -356,23 +294,23 @@ func TestOneFailureInABatchDoesNotUndoTheOthers(t *testing.T) {
 		}
 	}
 	for key, n := range map[string]int{"a": 1, "b": 0, "c": 0, "d": 0, "e": 1} {
-		if got := h.rec.Effects(t, "task", key); got != n {
+		if got := h.Rec.Effects(t, "task", key); got != n {
 			t.Fatalf("effects of %s = %d, want %d", key, got, n)
 		}
 	}
-	if n := h.queueLen(q); n != 2 {
+	if n := h.QueueLen(q); n != 2 {
 		t.Fatalf("queue length = %d, want 2 (the two failures wait for redelivery)", n)
 	}
 }
 
 func TestClaimUsesTheConfiguredVisibilityTimeout(t *testing.T) {
 	h := start(t, func(c *actor.Config) { c.VisibilityTimeout = 42 * time.Second })
-	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("vt", `{"fail":true}`))
-	if out := h.event(messages.QueueTaskRequests, id); out.Outcome != commands.OutcomeFailed {
+	id := h.Send(messages.QueueTaskRequests, recorder.TaskRequest("vt", `{"fail":true}`))
+	if out := h.process(messages.QueueTaskRequests, id); out.Outcome != commands.OutcomeFailed {
 		t.Fatalf("outcome = %v", out.Outcome)
 	}
 	var secs float64
-	if err := h.db.Pool.QueryRow(context.Background(),
+	if err := h.DB.Pool.QueryRow(context.Background(),
 		"SELECT extract(epoch FROM vt - clock_timestamp()) FROM pgmq.q_orchestration_task_requests WHERE msg_id = $1", id).Scan(&secs); err != nil {
 		t.Fatal(err)
 	}
@@ -383,28 +321,27 @@ func TestClaimUsesTheConfiguredVisibilityTimeout(t *testing.T) {
 
 func TestDroppedReplyReceiverIsLoggedAtError(t *testing.T) {
 	h := start(t)
-	id := h.send(messages.QueueTaskRequests, recorder.TaskRequest("orphan", `{}`))
+	id := h.Send(messages.QueueTaskRequests, recorder.TaskRequest("orphan", `{}`))
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	resp, _ := commands.NewResponder[commands.MessageOutcome](gone)
-	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{
+	if err := h.cmds.Send(context.Background(), commands.ProcessMessage{
 		Kind: commands.KindTaskRequest, Queue: messages.QueueTaskRequests, MsgID: id, ReceivedAt: time.Now(), Reply: resp,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.logs.FilterMessage("reply dropped: the requester stopped waiting before the reply was sent").Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no ERROR log for the dropped reply")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if what := h.act.TestSignals.ReplyDropped.WaitOrTimeout(t); what != "task_request" {
+		t.Fatalf("dropped reply of %q, want task_request", what)
 	}
-	entry := h.logs.FilterMessage("reply dropped: the requester stopped waiting before the reply was sent").All()[0]
-	if entry.Level != zapcore.ErrorLevel {
-		t.Fatalf("level = %v, want error", entry.Level)
+	entries := h.Logs.FilterMessage("reply dropped: the requester stopped waiting before the reply was sent").All()
+	if len(entries) != 1 || entries[0].Level != zapcore.ErrorLevel {
+		t.Fatalf("log lines %v, want one at error level", entries)
 	}
 	// The work itself was done and acknowledged.
-	if h.rec.Effects(t, "task", "orphan") != 1 || h.queueLen(messages.QueueTaskRequests) != 0 {
+	if out := h.act.TestSignals.Finished.WaitOrTimeout(t); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("outcome %v, want processed", out.Outcome)
+	}
+	if h.Rec.Effects(t, "task", "orphan") != 1 || h.QueueLen(messages.QueueTaskRequests) != 0 {
 		t.Fatal("the message was not processed")
 	}
 }
@@ -412,10 +349,10 @@ func TestDroppedReplyReceiverIsLoggedAtError(t *testing.T) {
 func TestStatsAndHealthCommands(t *testing.T) {
 	h := start(t)
 	q := messages.QueueTaskRequests
-	h.event(q, h.send(q, recorder.TaskRequest("s1", `{}`)))
-	h.event(q, h.send(q, recorder.TaskRequest("s2", `{"permanent":true}`)))
-	h.event(q, 999999)
-	h.send(q, recorder.TaskRequest("waiting", `{}`)) // left in the queue: depth 1
+	h.process(q, h.Send(q, recorder.TaskRequest("s1", `{}`)))
+	h.process(q, h.Send(q, recorder.TaskRequest("s2", `{"permanent":true}`)))
+	h.process(q, 999999)
+	h.Send(q, recorder.TaskRequest("waiting", `{}`)) // left in the queue: depth 1
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -451,131 +388,109 @@ func TestStatsAndHealthCommands(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlightAndLeavesTheRestForTheNextStart(t *testing.T) {
-	db := testdb.New(t, 8)
-	rec := recorder.New(t, db.Pool)
-	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
+	h := start(t, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
 	q := messages.QueueTaskRequests
-	blocked := h.send(q, recorder.TaskRequest("inflight", `{"block":true}`))
+	blocked := h.Send(q, recorder.TaskRequest("inflight", `{"block":true}`))
 	var rest []int64
 	for i := range 5 {
-		rest = append(rest, h.send(q, recorder.TaskRequest(fmt.Sprintf("later-%d", i), `{}`)))
+		rest = append(rest, h.Send(q, recorder.TaskRequest(fmt.Sprintf("later-%d", i), `{}`)))
 	}
 	for _, id := range append([]int64{blocked}, rest...) {
-		if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		h.enqueue(q, id)
 	}
-	<-rec.Entered // the first handler is running
-	h.stop()      // SIGTERM: stop intake
+	<-h.Rec.Entered // the first handler is running
+	h.run.Stop()    // SIGTERM: stop intake
 	select {
-	case <-h.done:
+	case <-h.run.Done():
 		t.Fatal("actor returned while a handler was still in flight")
 	default:
 	}
-	close(rec.Gate) // let the in-flight handler finish
-	select {
-	case <-h.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("actor did not return after the in-flight handler finished")
+	close(h.Rec.Gate) // let the in-flight handler finish
+	if err := h.run.Wait(t); err != nil {
+		t.Fatal(err)
 	}
-	h.done <- nil // for the cleanup
-	if rec.Effects(t, "task", "inflight") != 1 {
+	if h.Rec.Effects(t, "task", "inflight") != 1 {
 		t.Fatal("in-flight handler's work was not committed")
 	}
-	if n := h.queueLen(q); n != 5 {
+	if n := h.QueueLen(q); n != 5 {
 		t.Fatalf("queue length after shutdown = %d, want the 5 unstarted messages", n)
 	}
-	// The next start processes the rest.
-	h2 := startOn(t, db, rec)
+	// Unstarted messages were never claimed: the next start takes them at once.
 	for _, id := range rest {
-		if out := h2.event(q, id); out.Outcome != commands.OutcomeProcessed {
+		if n := h.ReadCount(q, id); n != 0 {
+			t.Fatalf("msg %d: read_ct %d after shutdown, want 0", id, n)
+		}
+	}
+	h2 := startOn(h.Harness)
+	for id, out := range h2.processAll(q, rest...) {
+		if out.Outcome != commands.OutcomeProcessed {
 			t.Fatalf("after restart: msg %d outcome = %v", id, out.Outcome)
 		}
 	}
-	if n := h2.queueLen(q); n != 0 {
+	if n := h2.QueueLen(q); n != 0 {
 		t.Fatalf("queue length = %d, want 0", n)
 	}
 }
 
 func TestShutdownTimeoutCancelsStuckHandlers(t *testing.T) {
-	db := testdb.New(t, 8)
-	rec := recorder.New(t, db.Pool)
-	h := startOn(t, db, rec, func(c *actor.Config) { c.ShutdownTimeout = 200 * time.Millisecond })
+	h := start(t, func(c *actor.Config) { c.ShutdownTimeout = 200 * time.Millisecond })
 	q := messages.QueueTaskRequests
-	id := h.send(q, recorder.TaskRequest("stuck", `{"block":true}`))
-	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
+	id := h.Send(q, recorder.TaskRequest("stuck", `{"block":true}`))
+	h.enqueue(q, id)
+	<-h.Rec.Entered
+	h.run.Stop()
+	if err := h.run.Wait(t); err != nil { // it returns only because the timeout cancelled the handler
 		t.Fatal(err)
 	}
-	<-rec.Entered
-	began := time.Now()
-	h.stop()
-	select {
-	case <-h.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("actor did not return after its shutdown timeout")
-	}
-	h.done <- nil
-	if took := time.Since(began); took > 5*time.Second {
-		t.Fatalf("shutdown took %s with a 200ms timeout", took)
-	}
-	if rec.Effects(t, "task", "stuck") != 0 || h.queueLen(q) != 1 {
+	if h.Rec.Effects(t, "task", "stuck") != 0 || h.QueueLen(q) != 1 {
 		t.Fatal("a cancelled handler's work must roll back and its message stay queued")
 	}
-}
-
-// claimedMessage sends a ProcessMessage for a message the caller claimed and waits for it.
-func (h *harness) claimedMessage(queue string, m pgmq.Message) commands.MessageOutcome {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	out, err := commands.Request(ctx, h.cmds, func(r commands.Responder[commands.MessageOutcome]) commands.Command {
-		return commands.ProcessMessage{Kind: commands.KindForQueue(queue), Queue: queue, Message: m, ReceivedAt: time.Now(), Reply: r}
-	})
-	if err != nil {
-		h.t.Fatal(err)
+	if n := h.ReadCount(q, id); n != 0 {
+		t.Fatalf("read_ct = %d after a rolled-back batch, want 0 (its claim is undone)", n)
 	}
-	return out
 }
 
-// A poller claim whose visibility timeout ran out and that was claimed again belongs to the new
-// claimant: the stale copy must not run (regression: the chaos suite's stall scenario ran both
-// copies, inflated read_ct and dead-lettered valid messages).
-func TestStaleClaimIsNotProcessed(t *testing.T) {
-	h := start(t)
+// A message claimed elsewhere is not found until that claim's visibility timeout runs out;
+// then the actor claims it afresh. A claim held by a running batch is never taken over, even by
+// a handler slower than the visibility timeout: the claim is made in the batch transaction, so
+// the message stays locked until the batch ends (other sessions see it visible but locked, and
+// skip it), a second consumer finds nothing to claim, and the handler runs once (regression:
+// the chaos suite's stall scenario ran messages twice and dead-lettered valid ones).
+func TestClaimsAreNeverTakenOver(t *testing.T) {
+	h := start(t, func(c *actor.Config) { c.VisibilityTimeout = time.Second })
 	ctx := context.Background()
 	q := messages.QueueTaskRequests
-	h.send(q, recorder.TaskRequest("stale", `{}`))
-	first, err := pgmq.Read(ctx, h.db.Pool, q, time.Second, 1)
-	if err != nil || len(first) != 1 {
-		t.Fatalf("first claim: %v %v", first, err)
+
+	elsewhere := h.Send(q, recorder.TaskRequest("elsewhere", `{}`))
+	if msgs, err := pgmq.Read(ctx, h.DB.Pool, q, 30*time.Second, 1); err != nil || len(msgs) != 1 {
+		t.Fatalf("claim elsewhere: %v %v", msgs, err)
 	}
-	h.waitVisible(q, first[0].ID)
-	second, err := pgmq.Read(ctx, h.db.Pool, q, 30*time.Second, 1)
-	if err != nil || len(second) != 1 || second[0].ReadCount != 2 {
-		t.Fatalf("second claim: %v %v", second, err)
+	if out := h.process(q, elsewhere); out.Outcome != commands.OutcomeNotFound {
+		t.Fatalf("outcome while claimed elsewhere = %v, want not_found", out.Outcome)
 	}
-	if out := h.claimedMessage(q, first[0]); out.Outcome != commands.OutcomeNotFound {
-		t.Fatalf("stale claim outcome = %v, want not_found", out.Outcome)
+	h.ExpireVT(q, elsewhere)
+	if out := h.process(q, elsewhere); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("outcome after the other claim expired = %v, want processed", out.Outcome)
 	}
-	if h.rec.Effects(t, "task", "stale") != 0 {
-		t.Fatal("the stale claim ran its handler")
+
+	stalled := h.Send(q, recorder.TaskRequest("stalled", `{"block":true}`))
+	h.enqueue(q, stalled)
+	<-h.Rec.Entered // claimed with a 1s visibility timeout, and the handler waits
+	other := startOn(h.Harness)
+	if out := other.process(q, stalled); out.Outcome != commands.OutcomeNotFound {
+		t.Fatalf("second consumer's outcome = %v, want not_found", out.Outcome)
 	}
-	// Both copies in one batch: only the newest claim runs.
-	replies := make(chan commands.MessageOutcome, 2)
-	for _, m := range []pgmq.Message{first[0], second[0]} {
-		go func() { replies <- h.claimedMessage(q, m) }()
+	if msgs, err := pgmq.Read(ctx, h.DB.Pool, q, 30*time.Second, 10); err != nil || len(msgs) != 0 {
+		t.Fatalf("pgmq.read took %v (%v) from a running batch", msgs, err)
 	}
-	outcomes := map[commands.Outcome]int{}
-	for range 2 {
-		outcomes[(<-replies).Outcome]++
+	close(h.Rec.Gate)
+	if out := h.act.TestSignals.Finished.WaitFor(t, func(o commands.MessageOutcome) bool { return o.Ref.MsgID == stalled }); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("stalled message outcome = %v, want processed", out.Outcome)
 	}
-	if outcomes[commands.OutcomeProcessed] != 1 || outcomes[commands.OutcomeNotFound] != 1 {
-		t.Fatalf("outcomes = %v, want one processed and one not_found", outcomes)
-	}
-	if n := h.rec.Effects(t, "task", "stale"); n != 1 {
+	if n := h.Rec.Effects(t, "task", "stalled"); n != 1 {
 		t.Fatalf("effects = %d, want 1", n)
 	}
-	if n := h.queueLen(q); n != 0 {
+	if n := h.QueueLen(q); n != 0 {
 		t.Fatalf("queue length = %d, want 0", n)
 	}
 }
@@ -583,21 +498,14 @@ func TestStaleClaimIsNotProcessed(t *testing.T) {
 // A busy actor still answers health checks at once on its control channel (regression: the
 // health command queued behind the work and /readyz failed while the consumer was healthy).
 func TestHealthAnswersWhileBusy(t *testing.T) {
-	db := testdb.New(t, 8)
-	rec := recorder.New(t, db.Pool)
-	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
+	h := start(t, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 1 })
 	q := messages.QueueTaskRequests
-	blocked := h.send(q, recorder.TaskRequest("busy", `{"block":true}`))
-	ids := []int64{blocked}
+	blocked := h.Send(q, recorder.TaskRequest("busy", `{"block":true}`))
+	h.enqueue(q, blocked)
 	for i := range 60 {
-		ids = append(ids, h.send(q, recorder.TaskRequest(fmt.Sprintf("queued-%d", i), `{}`)))
+		h.enqueue(q, h.Send(q, recorder.TaskRequest(fmt.Sprintf("queued-%d", i), `{}`)))
 	}
-	for _, id := range ids {
-		if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	<-rec.Entered // the only slot is busy; the rest is queued
+	<-h.Rec.Entered // the only slot is busy; the rest is queued
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	health, err := commands.Request(ctx, h.act.Control(), func(r commands.Responder[commands.SystemHealth]) commands.Command {
@@ -609,7 +517,7 @@ func TestHealthAnswersWhileBusy(t *testing.T) {
 	if !health.DatabaseConnected || health.CommandChannelSaturation == 0 {
 		t.Fatalf("health = %+v", health)
 	}
-	close(rec.Gate)
+	close(h.Rec.Gate)
 }
 
 // A value the database refuses fails the same way on every delivery: dead-lettered at once
@@ -617,12 +525,12 @@ func TestHealthAnswersWhileBusy(t *testing.T) {
 func TestDataTheDatabaseRefusesIsDeadLetteredAtOnce(t *testing.T) {
 	h := start(t)
 	q := messages.QueueTaskRequests
-	id := h.send(q, recorder.TaskRequest("bad-data", `{"bad_data":true}`))
-	out := h.event(q, id)
+	id := h.Send(q, recorder.TaskRequest("bad-data", `{"bad_data":true}`))
+	out := h.process(q, id)
 	if out.Outcome != commands.OutcomeDeadLettered || out.Detail != messages.ReasonPermanentError {
 		t.Fatalf("outcome = %v %q (%v), want dead_lettered %s", out.Outcome, out.Detail, out.Err, messages.ReasonPermanentError)
 	}
-	if dl := h.deadLetters(); len(dl) != 1 || dl[0].ReadCount != 1 || !strings.Contains(dl[0].Error, "22P02") {
+	if dl := h.DeadLetters(); len(dl) != 1 || dl[0].ReadCount != 1 || !strings.Contains(dl[0].Error, "22P02") {
 		t.Fatalf("dead letters = %+v", dl)
 	}
 }
@@ -631,14 +539,11 @@ func TestDataTheDatabaseRefusesIsDeadLetteredAtOnce(t *testing.T) {
 // isolated by bisecting the batch: every other message of the batch gets its outcome, with a
 // few calls of the handler, not one per message.
 func TestPoisonedMessageIsIsolatedByBisection(t *testing.T) {
-	db := testdb.New(t, 8)
-	rec := recorder.New(t, db.Pool)
-	h := startOn(t, db, rec, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 16 })
+	h := start(t, func(c *actor.Config) { c.Concurrency = 1; c.BatchSize = 16 })
+	rec := h.Rec
 	q := messages.QueueTaskRequests
-	blocker := h.send(q, recorder.TaskRequest("blocker", `{"block":true}`))
-	if err := h.cmds.Send(context.Background(), commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: blocker, ReceivedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	blocker := h.Send(q, recorder.TaskRequest("blocker", `{"block":true}`))
+	h.enqueue(q, blocker)
 	<-rec.Entered // the only slot is taken: the next messages queue up into one batch
 	const n, poisoned = 8, 5
 	ids := make([]int64, n)
@@ -647,7 +552,7 @@ func TestPoisonedMessageIsIsolatedByBisection(t *testing.T) {
 		if i == poisoned {
 			steer = `{"bad_data":true}`
 		}
-		ids[i] = h.send(q, recorder.TaskRequest(fmt.Sprintf("m%d", i), steer))
+		ids[i] = h.Send(q, recorder.TaskRequest(fmt.Sprintf("m%d", i), steer))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -655,7 +560,7 @@ func TestPoisonedMessageIsIsolatedByBisection(t *testing.T) {
 	for _, id := range ids {
 		r, reply := commands.NewResponder[commands.MessageOutcome](ctx)
 		replies = append(replies, reply)
-		if err := h.cmds.Send(ctx, commands.ProcessMessageEvent{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now(), Reply: r}); err != nil {
+		if err := h.cmds.Send(ctx, commands.ProcessMessage{Kind: commands.KindTaskRequest, Queue: q, MsgID: id, ReceivedAt: time.Now(), Reply: r}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -693,7 +598,7 @@ func TestPoisonedMessageIsIsolatedByBisection(t *testing.T) {
 	if calls := rec.Calls.Load() - callsBefore; calls > 7 {
 		t.Fatalf("%d handler calls for a batch of %d with one poisoned message, want at most 7", calls, n)
 	}
-	if n := h.queueLen(q); n != 0 {
+	if n := h.QueueLen(q); n != 0 {
 		t.Fatalf("queue length = %d, want 0", n)
 	}
 }

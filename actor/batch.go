@@ -18,52 +18,9 @@ import (
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// work is one pending command: a message event, a claimed message, or a direct command.
-type work struct {
-	queue   string
-	kind    commands.Kind
-	event   *commands.ProcessMessageEvent
-	claimed *commands.ProcessMessage
-	direct  commands.Command
-}
-
-func (w work) ref() commands.MsgRef {
-	if w.event != nil {
-		return commands.MsgRef{Queue: w.queue, MsgID: w.event.MsgID}
-	}
-	return commands.MsgRef{Queue: w.queue, MsgID: w.claimed.Message.ID}
-}
-
-func (w work) receivedAt() time.Time {
-	if w.event != nil {
-		return w.event.ReceivedAt
-	}
-	return w.claimed.ReceivedAt
-}
-
-func (w work) responder() commands.Responder[commands.MessageOutcome] {
-	if w.event != nil {
-		return w.event.Reply
-	}
-	return w.claimed.Reply
-}
-
-// abandon gives up on work that was never started (shutdown): nothing happened to it.
-func (w work) abandon(a *Actor) {
-	if w.direct != nil {
-		a.runDirectAbandoned(w.direct)
-		return
-	}
-	a.cfg.InFlight.Remove(w.ref())
-	resp := w.responder()
-	a.reply(w.kind, "message", func() bool {
-		return resp.Send(commands.MessageOutcome{Ref: w.ref(), Outcome: commands.OutcomeFailed, Detail: "consumer shutting down"}, errShuttingDown)
-	})
-}
-
 // item is one claimed message in a batch.
 type item struct {
-	w       work
+	w       commands.ProcessMessage
 	msg     pgmq.Message
 	h       hydrated
 	outcome commands.Outcome
@@ -74,23 +31,17 @@ type item struct {
 	took    time.Duration
 }
 
-// runBatch processes work items of one queue (or a single direct command).
-func (a *Actor) runBatch(batch []work) {
-	if batch[0].direct != nil {
-		a.runDirect(batch[0].direct)
-		return
-	}
+// runBatch processes the messages of one batch (one queue) in one transaction.
+func (a *Actor) runBatch(batch []commands.ProcessMessage) {
 	ctx := a.workCtx
-	queue := batch[0].queue
+	queue := batch[0].Queue
 	start := a.now()
 	items, notFound, committed, err := a.processBatch(ctx, queue, batch)
 	if err != nil {
-		// The transaction did not commit: no effect and no ack for any message. Claims made in
-		// it are undone, so those messages are visible again right away; poller claims stand.
+		// The transaction did not commit: no effect and no ack for any message, and its claims
+		// are undone, so those messages are visible again right away.
 		for _, it := range items {
-			if it.outcome != commands.OutcomeNotFound {
-				it.outcome, it.err, it.detail, it.dlq = commands.OutcomeFailed, err, "batch transaction failed", nil
-			}
+			it.outcome, it.err, it.detail, it.dlq = commands.OutcomeFailed, err, "batch transaction failed", nil
 		}
 		if ctx.Err() == nil {
 			a.log.Error("batch transaction failed; its messages will be redelivered",
@@ -99,16 +50,16 @@ func (a *Actor) runBatch(batch []work) {
 	}
 	a.obs.BatchDone(queue, len(batch), a.now().Sub(start), committed)
 	for _, w := range notFound {
-		a.finish(w, &item{w: w, outcome: commands.OutcomeNotFound, detail: "not claimable: already claimed, deleted or not yet visible"})
+		a.finish(&item{w: w, outcome: commands.OutcomeNotFound, detail: "not claimable: already claimed, deleted or not yet visible"})
 	}
 	for _, it := range items {
-		a.finish(it.w, it)
+		a.finish(it)
 	}
 }
 
 // processBatch runs the batch transaction. It returns the claimed items with their outcomes and
-// the work whose message could not be claimed.
-func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (items []*item, notFound []work, committed bool, err error) {
+// the messages that could not be claimed.
+func (a *Actor) processBatch(ctx context.Context, queue string, batch []commands.ProcessMessage) (items []*item, notFound []commands.ProcessMessage, committed bool, err error) {
 	tx, err := a.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return nil, batch, false, fmt.Errorf("begin: %w", err)
@@ -140,40 +91,21 @@ func (a *Actor) processBatch(ctx context.Context, queue string, batch []work) (i
 	return items, notFound, true, nil
 }
 
-// claim claims the announced messages in tx, confirms the poller's claims (a claim whose
-// visibility timeout ran out may have been taken over since), and takes the handlers'
-// savepoint, all in one round trip. It pairs the messages with their work; the rest is not
-// found. Every message returned is locked by tx until it ends, so nobody else can claim or
-// delete it meanwhile.
-func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work) ([]*item, []work, error) {
-	var ids []int64
-	latest := map[int64]int{} // msg_id → the claimed copy with the highest read_ct (the newest claim)
+// claim claims the batch's messages in tx with read_specific_messages and the configured
+// visibility timeout, and takes the handlers' savepoint, in one round trip. A message it cannot
+// claim (claimed by someone else, deleted, not yet visible, or locked by another transaction)
+// is not found; an id announced twice in one batch is handled once. Every message claimed is
+// locked by tx until it ends, so nobody else can claim or delete it meanwhile, even once its
+// visibility timeout has passed.
+func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []commands.ProcessMessage) ([]*item, []commands.ProcessMessage, error) {
+	ids := make([]int64, len(batch))
 	for i, w := range batch {
-		if w.event != nil {
-			ids = append(ids, w.event.MsgID)
-			continue
-		}
-		id := w.claimed.Message.ID
-		if j, ok := latest[id]; !ok || batch[j].claimed.Message.ReadCount < w.claimed.Message.ReadCount {
-			latest[id] = i
-		}
-	}
-	var claimed []pgmq.Message
-	for _, i := range latest {
-		claimed = append(claimed, batch[i].claimed.Message)
+		ids[i] = w.MsgID
 	}
 	var msgs []pgmq.Message
-	var confirmed []int64
 	b := &pgx.Batch{}
-	if len(ids) > 0 {
-		if err := pgmq.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
-			return nil, nil, err
-		}
-	}
-	if len(claimed) > 0 {
-		if err := pgmq.QueueConfirmClaims(b, queue, claimed, &confirmed); err != nil {
-			return nil, nil, err
-		}
+	if err := pgmq.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
+		return nil, nil, err
 	}
 	b.Queue("SAVEPOINT handlers")
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -183,43 +115,30 @@ func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []work
 	for _, m := range msgs {
 		byID[m.ID] = m
 	}
-	ours := make(map[int64]bool, len(confirmed))
-	for _, id := range confirmed {
-		ours[id] = true
-	}
 	var items []*item
-	var notFound []work
-	for i, w := range batch {
-		if w.claimed != nil {
-			id := w.claimed.Message.ID
-			if latest[id] == i && ours[id] {
-				items = append(items, &item{w: w, msg: w.claimed.Message})
-			} else {
-				notFound = append(notFound, w) // a stale copy, or claimed again by someone else
-			}
-			continue
-		}
-		m, ok := byID[w.event.MsgID]
+	var notFound []commands.ProcessMessage
+	for _, w := range batch {
+		m, ok := byID[w.MsgID]
 		if !ok {
 			notFound = append(notFound, w)
 			continue
 		}
-		delete(byID, m.ID) // an id announced twice in one batch is handled once
+		delete(byID, m.ID)
 		items = append(items, &item{w: w, msg: m})
 	}
 	return items, notFound, nil
 }
 
-// hydrate decodes it's body; a message that can never be processed is marked for the DLQ.
+// hydrate decodes its body; a message that can never be processed is marked for the DLQ.
 func (a *Actor) hydrate(it *item) bool {
 	if int(it.msg.ReadCount) > a.cfg.MaxReadCount {
 		a.deadLetter(it, messages.ReasonMaxReadCount,
 			fmt.Errorf("delivered %d times, more than CONSUMER_MAX_READ_COUNT=%d", it.msg.ReadCount, a.cfg.MaxReadCount))
 		return false
 	}
-	hyd, ok := hydratorFor(it.w.kind)
+	hyd, ok := hydratorFor(it.w.Kind)
 	if !ok {
-		a.deadLetter(it, messages.ReasonValidation, fmt.Errorf("no hydrator for queue %s", it.w.queue))
+		a.deadLetter(it, messages.ReasonValidation, fmt.Errorf("no hydrator for queue %s", it.w.Queue))
 		return false
 	}
 	h, err := hyd(it.msg.Body)
@@ -238,7 +157,7 @@ func (a *Actor) hydrate(it *item) bool {
 func (a *Actor) deadLetter(it *item, reason string, err error) {
 	it.outcome, it.err, it.detail = commands.OutcomeDeadLettered, err, reason
 	it.dlq = &messages.DeadLetter{
-		SourceQueue: it.w.queue, SourceMsgID: it.msg.ID, ReadCount: it.msg.ReadCount,
+		SourceQueue: it.w.Queue, SourceMsgID: it.msg.ID, ReadCount: it.msg.ReadCount,
 		Reason: reason, Error: err.Error(), Message: messages.OriginalBody(it.msg.Body), DeadLetteredAt: a.now().UTC(),
 	}
 }
@@ -312,7 +231,7 @@ func (a *Actor) callHandler(ctx context.Context, tx pgx.Tx, part []*item) (ok bo
 				err = fmt.Errorf("handler panic: %v", r)
 			}
 		}()
-		out, err = handleBatch(ctx, tx, a.cfg.Handlers, part[0].w.kind, hs)
+		out, err = handleBatch(ctx, tx, a.cfg.Handlers, part[0].w.Kind, hs)
 	}()
 	took := a.now().Sub(started)
 	for i, it := range part {
@@ -391,12 +310,15 @@ func (a *Actor) ack(ctx context.Context, tx pgx.Tx, queue string, items []*item)
 }
 
 // finish records a message's outcome: statistics, in-flight set, metrics, log and reply.
-func (a *Actor) finish(w work, it *item) {
-	ref := w.ref()
+func (a *Actor) finish(it *item) {
+	w := it.w
+	ref := w.Ref()
 	a.cfg.InFlight.Remove(ref)
-	a.obs.MessageDone(w.queue, it.outcome, it.took, a.now().Sub(w.receivedAt()))
+	a.obs.MessageDone(w.Queue, it.outcome, it.took, a.now().Sub(w.ReceivedAt))
 	a.logOutcome(ref, it)
-	execute(a, w.kind, it.outcome, w.responder(), commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}, nil)
+	out := commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}
+	execute(a, w.Kind, it.outcome, w.Reply, out, nil)
+	a.TestSignals.Finished.Signal(out)
 }
 
 // logOutcome logs a failure once at error level, anything else at debug; the fields are built

@@ -2,36 +2,83 @@ package actor_test
 
 import (
 	"context"
+	"fmt"
+	"log"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
+	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// The actor consumes commands; here a message event asks it to claim message 42 of the task
-// request queue and route it to the task handler, and the caller waits for the outcome.
+// greeter is a task handler that records nothing and says what it was asked; a real consumer
+// uses the workflow engine's handlers (workflow.NewEngine(...).Handlers()).
+type greeter struct{}
+
+func (greeter) InitializeTask(_ context.Context, _ pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
+	fmt.Println("initialize", req.TaskRequest.Namespace+"/"+req.TaskRequest.Name)
+	return commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}, nil
+}
+
+func (greeter) ProcessStepResult(context.Context, pgx.Tx, messages.StepResult) (commands.StepProcessResult, error) {
+	return commands.StepProcessResult{}, nil
+}
+
+func (greeter) FinalizeTask(context.Context, pgx.Tx, uuid.UUID) (commands.TaskFinalizationResult, error) {
+	return commands.TaskFinalizationResult{}, nil
+}
+
+// The actor consumes commands. Here a command asks it to claim a task request by its id (as a
+// notification or a poll would announce it), route it to the task handler and acknowledge it in
+// the handler's transaction; the caller waits for the outcome. Asked again, the message is gone:
+// a normal race outcome, not an error.
 func ExampleNew() {
-	ctx := context.Background()
-	pool, _ := pgxpool.New(ctx, "postgres://localhost/app")
-	var handlers actor.Handlers // e.g. workflow.NewEngine(...).Handlers()
+	dbURL, drop := testdb.ForExample("example_actor") // a real consumer uses DATABASE_URL
+	defer drop()
+	ctx, stop := context.WithCancel(context.Background())
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+
 	cmds := commands.NewCommandChannel(100)
 	a, err := actor.New(actor.Config{
-		Pool: pool, Commands: cmds, Handlers: handlers,
-		VisibilityTimeout: 30 * time.Second, Logger: zap.NewExample(),
+		Pool: pool, Commands: cmds, Handlers: actor.Handlers{Task: greeter{}, Step: greeter{}, Finalization: greeter{}},
+		VisibilityTimeout: 30 * time.Second,
 	})
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
-	go func() { _ = a.Run(ctx) }()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
 
-	outcome, err := commands.Request(ctx, cmds, func(r commands.Responder[commands.MessageOutcome]) commands.Command {
-		return commands.ProcessMessageEvent{
-			Kind: commands.KindTaskRequest, Queue: messages.QueueTaskRequests, MsgID: 42, ReceivedAt: time.Now(), Reply: r,
+	body := []byte(`{"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":{"n":6}}}`)
+	id, err := pgmq.Send(ctx, pool, messages.QueueTaskRequests, body, pgmq.SendOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for range 2 {
+		out, err := commands.Request(ctx, cmds, func(r commands.Responder[commands.MessageOutcome]) commands.Command {
+			return commands.ProcessMessage{Kind: commands.KindTaskRequest, Queue: messages.QueueTaskRequests, MsgID: id, ReceivedAt: time.Now(), Reply: r}
+		})
+		if err != nil {
+			log.Fatal(err)
 		}
-	})
-	_, _ = outcome, err // outcome.Outcome is processed, skipped, dead_lettered, not_found or failed
+		fmt.Println(out.Outcome, out.Detail)
+	}
+	stop()
+	if err := <-done; err != nil { // Run returns once in-flight work has drained
+		log.Fatal(err)
+	}
+	// Output:
+	// initialize demo/linear
+	// processed task created
+	// not_found not claimable: already claimed, deleted or not yet visible
 }

@@ -3,6 +3,7 @@
 // types, processing statistics, the health report, and the typed, bounded channels between the
 // stages.
 //
-// It holds types only; the code that acts on them lives in listener, dispatch and actor. Keeping
-// them apart (as the seed ticket asked) lets every stage and its tests share one definition.
+// It holds types only; the code that acts on them lives in listener, poller, dispatch and actor.
+// Keeping the vocabulary apart from the code lets every stage and its tests share one
+// definition.
 package commands

@@ -91,7 +91,7 @@ func TierForDepth(depth int64) QueueDepthTier {
 // Saturation above which a channel counts as under backpressure.
 const BackpressureSaturation = 0.8
 
-// SystemHealth is the seed's health report (SPEC §9).
+// SystemHealth is the health report behind /readyz (see docs/operations.md).
 type SystemHealth struct {
 	Status                        HealthStatus   `json:"status"`
 	DatabaseConnected             bool           `json:"database_connected"`

@@ -68,7 +68,7 @@ func (o Outcome) String() string {
 	}
 }
 
-// MessageOutcome is the reply to ProcessMessage and ProcessMessageEvent.
+// MessageOutcome is the reply to ProcessMessage.
 type MessageOutcome struct {
 	Ref     MsgRef
 	Outcome Outcome

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Stats counts outcomes per command kind without locks; Snapshot reads them. It replaces the
-// seed's RwLock-guarded struct: every handler goroutine records concurrently.
+// Stats counts outcomes per command kind without locks (every handler goroutine records
+// concurrently); Snapshot reads them.
 type Stats struct {
 	started time.Time
 	counts  [KindFinalization + 1][OutcomeFailed + 1]atomic.Uint64

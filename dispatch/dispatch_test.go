@@ -7,85 +7,119 @@ import (
 
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/dispatch"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
 )
 
-func setup(t *testing.T, cmdCap int) (*dispatch.Dispatcher, *commands.NotificationChannel, *commands.CommandChannel, context.CancelFunc) {
+// start runs a dispatcher with its test signals until the test ends or stop is called; stop
+// returns what Run returned.
+func start(t *testing.T, out *commands.CommandChannel) (d *dispatch.Dispatcher, in *commands.NotificationChannel, stop func() error) {
 	t.Helper()
-	in := commands.NewNotificationChannel(10)
-	out := commands.NewCommandChannel(cmdCap)
-	d := &dispatch.Dispatcher{In: in, Out: out, InFlight: commands.NewInFlight()}
+	in = commands.NewNotificationChannel(10)
+	d = &dispatch.Dispatcher{In: in, Out: out, InFlight: commands.NewInFlight()}
+	d.TestSignals.Sending.Init()
+	d.TestSignals.Handled.Init()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
+	var err error
+	stopped := false
+	stop = func() error {
+		if !stopped {
+			cancel()
+			err, stopped = <-done, true
+		}
+		return err
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	})
-	return d, in, out, cancel
+	return d, in, stop
 }
 
-func receive(t *testing.T, out *commands.CommandChannel) commands.Command {
+func notify(t *testing.T, in *commands.NotificationChannel, queue string, ids ...int64) {
+	t.Helper()
+	if err := in.Send(context.Background(), commands.Notification{Queue: queue, MsgIDs: ids}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func receive(t *testing.T, out *commands.CommandChannel) commands.ProcessMessage {
 	t.Helper()
 	select {
 	case c := <-out.Receive():
-		return c
-	case <-time.After(5 * time.Second):
+		return c.(commands.ProcessMessage)
+	case <-time.After(testsignal.Timeout):
 		t.Fatal("no command")
-		return nil
+		panic("unreachable")
 	}
 }
 
 func TestClassifiesByQueueAndSkipsInFlightDuplicates(t *testing.T) {
-	d, in, out, _ := setup(t, 10)
-	ctx := context.Background()
-	_ = in.Send(ctx, commands.Notification{Source: commands.SourceNotify, Queue: messages.QueueStepResults, MsgIDs: []int64{7, 7, 8}})
-	first, second := receive(t, out).(commands.ProcessMessageEvent), receive(t, out).(commands.ProcessMessageEvent)
+	out := commands.NewCommandChannel(10)
+	d, in, _ := start(t, out)
+	notify(t, in, messages.QueueStepResults, 7, 7, 8)
+	first, second := receive(t, out), receive(t, out)
 	if first.Kind != commands.KindStepResult || first.MsgID != 7 || second.MsgID != 8 {
 		t.Fatalf("commands = %+v, %+v", first, second)
 	}
-	// A claimed message is always forwarded, even when its id is in flight.
-	_ = in.Send(ctx, commands.Notification{Source: commands.SourcePoll, Queue: messages.QueueStepResults, Messages: []pgmq.Message{{ID: 7}}})
-	if c := receive(t, out).(commands.ProcessMessage); c.Message.ID != 7 || c.Kind != commands.KindStepResult {
-		t.Fatalf("claimed command = %+v", c)
+	// A poll that finds the same message while it is in flight adds nothing.
+	notify(t, in, messages.QueueStepResults, 8, 9)
+	if c := receive(t, out); c.MsgID != 9 {
+		t.Fatalf("command = %+v, want msg 9", c)
 	}
 	// Unknown queues are counted, not forwarded.
-	_ = in.Send(ctx, commands.Notification{Source: commands.SourceNotify, Queue: "worker_demo_queue", MsgIDs: []int64{1}})
-	_ = in.Send(ctx, commands.Notification{Source: commands.SourceNotify, Queue: messages.QueueTaskRequests, MsgIDs: []int64{9}})
-	if c := receive(t, out).(commands.ProcessMessageEvent); c.MsgID != 9 || c.Kind != commands.KindTaskRequest {
+	notify(t, in, "worker_demo_queue", 1)
+	notify(t, in, messages.QueueTaskRequests, 9)
+	if c := receive(t, out); c.MsgID != 9 || c.Kind != commands.KindTaskRequest || c.Queue != messages.QueueTaskRequests {
 		t.Fatalf("command after unknown queue = %+v", c)
 	}
-	// The counter moves just after the send the test received from.
-	deadline := time.Now().Add(5 * time.Second)
-	for d.Dispatched() != 4 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	for range 4 {
+		d.TestSignals.Handled.WaitOrTimeout(t)
 	}
-	if d.Duplicates() != 1 || d.UnknownQueue() != 1 || d.Dispatched() != 4 {
+	if d.Duplicates() != 2 || d.UnknownQueue() != 1 || d.Dispatched() != 4 {
 		t.Fatalf("duplicates %d, unknown %d, dispatched %d", d.Duplicates(), d.UnknownQueue(), d.Dispatched())
 	}
 }
 
-func TestFullCommandChannelBlocksAndIsMeasured(t *testing.T) {
-	_, in, out, _ := setup(t, 1)
-	ctx := context.Background()
-	_ = in.Send(ctx, commands.Notification{Source: commands.SourceNotify, Queue: messages.QueueTaskRequests, MsgIDs: []int64{1, 2, 3}})
-	deadline := time.Now().Add(5 * time.Second)
-	for out.Stats().BlockedSends == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the dispatcher never waited on the full channel")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Nothing is dropped: all three arrive once the actor catches up.
+// Backpressure: a full command channel makes the dispatcher wait, in order, dropping nothing.
+func TestFullCommandChannelWaitsAndLosesNothing(t *testing.T) {
+	out := commands.NewCommandChannel(1)
+	d, in, _ := start(t, out)
+	notify(t, in, messages.QueueTaskRequests, 1, 2, 3)
 	for want := int64(1); want <= 3; want++ {
-		if c := receive(t, out).(commands.ProcessMessageEvent); c.MsgID != want {
+		if c := receive(t, out); c.MsgID != want {
 			t.Fatalf("got msg %d, want %d", c.MsgID, want)
 		}
 	}
-	if out.Stats().BlockedTime <= 0 {
-		t.Fatal("blocked time not measured")
+	d.TestSignals.Handled.WaitOrTimeout(t)
+	if d.Dispatched() != 3 {
+		t.Fatalf("dispatched %d, want 3", d.Dispatched())
+	}
+}
+
+// A dispatcher stopped while it waits on a full channel does not leave the undelivered message
+// in flight: a later announcement or poll must be able to dispatch it again.
+func TestStopWhileWaitingForgetsTheUndeliveredMessage(t *testing.T) {
+	out := commands.NewCommandChannel(1)
+	if err := out.Send(context.Background(), commands.GetProcessingStats{}); err != nil { // fill it
+		t.Fatal(err)
+	}
+	d, in, stop := start(t, out)
+	notify(t, in, messages.QueueTaskRequests, 5)
+	ref := d.TestSignals.Sending.WaitOrTimeout(t)
+	if err := stop(); err != nil { // the send can only end with the context: nobody receives
+		t.Fatal(err)
+	}
+	if s := out.Stats(); s.BlockedSends != 1 || s.BlockedTime <= 0 {
+		t.Fatalf("channel stats %+v: the wait was not measured", s)
+	}
+	if !d.InFlight.Add(ref) {
+		t.Fatalf("%+v is still in flight after its send was abandoned", ref)
+	}
+	if d.Dispatched() != 0 {
+		t.Fatalf("dispatched %d, want 0", d.Dispatched())
 	}
 }

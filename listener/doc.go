@@ -1,40 +1,20 @@
-// Package listener is where messages enter the consumer pipeline: it turns "messages are ready
-// on a queue" into commands.Notification values on a bounded channel, from two sources.
+// Package listener is where announced messages enter the consumer pipeline: a Listener LISTENs
+// on one NOTIFY channel over a dedicated connection (github.com/jackc/pgxlisten) and forwards
+// each message_ready / batch_ready event of the queues it serves as a commands.Notification
+// carrying the message ids. It claims nothing: the actor claims each id with
+// read_specific_message.
 //
-//   - Listener LISTENs on one NOTIFY channel over a dedicated connection (github.com/jackc/pgxlisten)
-//     and forwards each message_ready / batch_ready event of the queues it serves as a
-//     SourceNotify notification carrying message ids. It claims nothing: the actor claims each
-//     id with read_specific_message.
-//   - Poller claims visible messages with pgmq.read and forwards each non-empty read as a
-//     SourcePoll notification carrying the claimed messages.
+// Notification first, polling as the safety net: NOTIFY is lost while the listener reconnects,
+// is not sent for delayed messages and never fires when a visibility timeout expires. Package
+// poller covers all three and produces the same notifications; the two are wired by callbacks
+// (OnBacklog after every connect, OnQueueReady when the ids did not fit a payload), so neither
+// depends on the other. See package poller for the wiring in each mode.
 //
-// Notification first, polling as the safety net (SPEC §2): NOTIFY is lost while the listener
-// reconnects, is not sent for delayed messages and never fires when a visibility timeout
-// expires. The poller covers all three. The two are wired together by callbacks, so neither
-// depends on the other:
-//
-//	poller := &listener.Poller{DB: pool, Queues: queues, Out: out, Periodic: mode != "event_driven"}
-//	l := &listener.Listener{
-//		ConnString:   listenURL,
-//		Channel:      pgmq.OrchestrationChannel,
-//		Queues:       queues,
-//		Out:          out,
-//		PingDB:       pool,
-//		OnBacklog:    func(context.Context) { poller.TriggerAll() }, // after every (re)connect
-//		OnQueueReady: poller.Trigger,                                // ids did not fit a payload
-//	}
-//
-// In hybrid mode both run and the poller is Periodic; in event_driven mode the poller runs
-// non-periodic and polls only when the listener asks (after each connect, on queue_ready and on
-// a malformed payload naming a served queue); in polling mode only the poller runs.
-//
-// Nothing here is specific to the orchestration queues: a worker uses the same types with
+// Nothing here is specific to the orchestration queues: the worker SDK uses a Listener with
 // Channel pgmq.NotifyChannel("worker_<ns>_queue") and Queues {"worker_<ns>_queue"}.
 //
-// Backpressure: both send with commands.Channel.Send, which blocks while the channel is full;
-// nothing is dropped. The listener then leaves notifications waiting in its connection; the
-// poller additionally asks Capacity before each read so it never claims more messages than
-// downstream can process before their visibility timeout runs out.
+// Backpressure: the listener sends with commands.Channel.Send, which blocks while the channel
+// is full; nothing is dropped, and notifications wait in the connection meanwhile.
 //
 // Connection health: the listener names its connection (application_name "consumer-listener"
 // unless the connection string sets one), reconnects with capped, jittered exponential backoff,
@@ -42,7 +22,7 @@
 // the connection has been quiet for PingInterval. Connected, Reconnects and LastPingRoundTrip
 // feed /readyz and /metrics.
 //
-// Both types follow pgxlisten's shape: exported fields are the configuration (each documents
+// The Listener follows pgxlisten's shape: exported fields are the configuration (each documents
 // its zero value), Run(ctx) blocks until ctx ends and returns an error only for a bad
 // configuration, and transient database failures are logged and retried.
 package listener

@@ -2,67 +2,70 @@ package listener_test
 
 import (
 	"context"
-	"os"
-	"os/signal"
+	"encoding/json"
+	"fmt"
+	"log"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/listener"
+	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/poller"
 )
 
-// Hybrid mode: the listener forwards announced message ids, the poller claims what NOTIFY
-// missed, and every (re)connect of the listener triggers a full poll. For event_driven mode set
-// Periodic to false; for polling mode run only the poller.
+// Hybrid mode: the listener forwards the ids NOTIFY announces, the poller finds what NOTIFY
+// missed, and every (re)connect of the listener triggers a full poll. Both send the same
+// notification, a queue and message ids, and neither claims anything. For event_driven mode
+// set Periodic to false; for polling mode run only the poller.
 func Example() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	log := zap.NewExample()
-
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	dbURL, drop := testdb.ForExample("example_listener") // a real consumer uses DATABASE_URL
+	defer drop()
+	ctx, stop := context.WithCancel(context.Background())
+	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
-		log.Fatal("connect", zap.Error(err))
+		log.Fatal(err)
 	}
 	defer pool.Close()
 
-	queues := []string{"orchestration_task_requests", "orchestration_step_results", "orchestration_task_finalizations"}
-	out := commands.NewNotificationChannel(10_000)
-
-	poller := &listener.Poller{
-		DB:       pool,
-		Queues:   queues,
-		Out:      out,
-		Periodic: true,
-		// Capacity: how many more messages the actor can take before their VT runs out,
-		// for example its free in-flight slots.
-		Logger: log,
-	}
+	queues := commands.Queues()
+	out := commands.NewNotificationChannel(100)
+	p := &poller.Poller{DB: pool, Queues: queues, Out: out, Periodic: true}
+	listening := make(chan struct{}, 1)
 	l := &listener.Listener{
-		ConnString:   os.Getenv("DATABASE_URL"), // LISTEN_DATABASE_URL: a direct connection
-		Channel:      pgmq.OrchestrationChannel,
-		Queues:       queues,
-		Out:          out,
-		PingDB:       pool,
-		OnBacklog:    func(context.Context) { poller.TriggerAll() },
-		OnQueueReady: poller.Trigger,
-		Logger:       log,
+		ConnString: dbURL, // LISTEN_DATABASE_URL: a direct connection, not a transaction pooler
+		Channel:    pgmq.OrchestrationChannel,
+		Queues:     queues,
+		Out:        out,
+		PingDB:     pool,
+		OnBacklog: func(context.Context) {
+			p.TriggerAll() // what was announced while disconnected is lost: poll everything
+			select {
+			case listening <- struct{}{}:
+			default:
+			}
+		},
+		OnQueueReady: p.Trigger,
 	}
-
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{l.Run, poller.Run} {
+	for _, run := range []func(context.Context) error{l.Run, p.Run} {
 		wg.Go(func() {
 			if err := run(ctx); err != nil {
-				log.Fatal("bad configuration", zap.Error(err))
+				log.Fatal(err) // only a bad configuration ends Run early
 			}
 		})
 	}
-	go func() {
-		for n := range out.Receive() {
-			_ = n // the dispatcher's job: classify, de-duplicate, hand to the actor
-		}
-	}()
+
+	<-listening
+	if _, err := pgmq.Send(ctx, pool, messages.QueueTaskRequests, json.RawMessage(`{}`), pgmq.SendOptions{}); err != nil {
+		log.Fatal(err)
+	}
+	n := <-out.Receive() // from here on, the dispatcher's job: classify, de-duplicate, hand to the actor
+	fmt.Println(n.Queue, n.MsgIDs)
+	stop()
 	wg.Wait() // both return nil when ctx ends
+	// Output: orchestration_task_requests [1]
 }

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,7 +26,8 @@ import (
 
 // Listener defaults.
 const (
-	// ApplicationNameDefault names the LISTEN connection in pg_stat_activity (SPEC §9).
+	// ApplicationNameDefault names the LISTEN connection in pg_stat_activity, so operators can
+	// find it (see docs/operations.md).
 	ApplicationNameDefault = "consumer-listener"
 	PingIntervalDefault    = 15 * time.Second
 	PingTimeoutDefault     = 5 * time.Second
@@ -41,8 +43,8 @@ const (
 )
 
 // Listener LISTENs on one notification channel over a dedicated connection (pgxlisten) and turns
-// each message_ready or batch_ready event for the queues it serves into one SourceNotify
-// notification on Out. The messages are not claimed here: the notification carries their ids
+// each message_ready or batch_ready event for the queues it serves into one notification on
+// Out. The messages are not claimed here: the notification carries their ids
 // for the actor to claim.
 //
 // NOTIFY is lost while the connection is down, so after every successful (re)connect and
@@ -79,13 +81,13 @@ type Listener struct {
 
 	// OnBacklog is called after every successful connect or reconnect, once LISTEN is in
 	// place, with Run's context: what was announced while the listener was down is lost, so it
-	// should trigger a full poll (for example Poller.TriggerAll). It runs on the listening
+	// should trigger a full poll (for example poller.Poller.TriggerAll). It runs on the listening
 	// goroutine and should return quickly. Optional.
 	OnBacklog func(ctx context.Context)
 
 	// OnQueueReady is called with the queue of a queue_ready event (the ids did not fit in the
 	// payload) and of a malformed payload whose queue is served: it should ask for a poll of
-	// that queue (for example Poller.Trigger). It runs on the listening goroutine and should
+	// that queue (for example poller.Poller.Trigger). It runs on the listening goroutine and should
 	// return quickly. If nil, such events are only logged, and the periodic poller has to find
 	// the messages.
 	OnQueueReady func(queue string)
@@ -212,57 +214,62 @@ type listenRun struct {
 	wg        sync.WaitGroup
 }
 
-func (l *Listener) newRun(ctx context.Context) (*listenRun, error) {
-	switch {
-	case l.ConnString == "":
-		return nil, errors.New("listener: ConnString is empty")
-	case l.Channel == "":
-		return nil, errors.New("listener: Channel is empty")
-	case len(l.Channel) > maxChannelLength:
-		return nil, fmt.Errorf("listener: Channel %q is longer than %d bytes", l.Channel, maxChannelLength)
-	case l.Out == nil:
-		return nil, errors.New("listener: Out is nil")
-	case l.PingTimeout < 0:
-		return nil, fmt.Errorf("listener: negative PingTimeout %v", l.PingTimeout)
-	case l.ReconnectMax < 0:
-		return nil, fmt.Errorf("listener: negative ReconnectMax %v", l.ReconnectMax)
+// validate checks the fields; errors name the field.
+func (l *Listener) validate() error {
+	var errs []error
+	if l.ConnString == "" {
+		errs = append(errs, errors.New("ConnString is empty"))
 	}
-	r := &listenRun{
-		l: l, ctx: ctx, log: l.Logger, now: l.Now, served: make(map[string]bool),
-		pingInterval: l.PingInterval, pingTimeout: l.PingTimeout, reconnectMax: l.ReconnectMax,
-		epoch: time.Now(), pongs: make(chan uint64, 16),
+	switch {
+	case l.Channel == "":
+		errs = append(errs, errors.New("Channel is empty"))
+	case len(l.Channel) > maxChannelLength:
+		errs = append(errs, fmt.Errorf("Channel %q is longer than %d bytes", l.Channel, maxChannelLength))
+	}
+	if l.Out == nil {
+		errs = append(errs, errors.New("Out is nil"))
 	}
 	for _, q := range l.Queues {
 		if err := pgmq.ValidateQueueName(q); err != nil {
-			return nil, fmt.Errorf("listener: %w", err)
+			errs = append(errs, fmt.Errorf("Queues: %w", err))
 		}
+	}
+	if l.PingTimeout < 0 {
+		errs = append(errs, fmt.Errorf("negative PingTimeout %v", l.PingTimeout))
+	}
+	if l.ReconnectMax < 0 {
+		errs = append(errs, fmt.Errorf("negative ReconnectMax %v", l.ReconnectMax))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("listener: %w", err)
+	}
+	return nil
+}
+
+// newRun applies the defaults to a validated Listener.
+func (l *Listener) newRun(ctx context.Context) (*listenRun, error) {
+	r := &listenRun{
+		l: l, ctx: ctx, served: make(map[string]bool),
+		log:          cmp.Or(l.Logger, zap.NewNop()),
+		now:          l.Now,
+		pingInterval: cmp.Or(l.PingInterval, PingIntervalDefault),
+		pingTimeout:  cmp.Or(l.PingTimeout, PingTimeoutDefault),
+		reconnectMax: cmp.Or(l.ReconnectMax, ReconnectMaxDefault),
+		epoch:        time.Now(), pongs: make(chan uint64, 16),
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for _, q := range l.Queues {
 		r.served[q] = true
 	}
-	appName := l.ApplicationName
-	if appName == "" {
-		appName = ApplicationNameDefault
-	}
+	appName := cmp.Or(l.ApplicationName, ApplicationNameDefault)
 	var err error
 	if r.cfg, err = connConfig(l.ConnString, appName); err != nil {
 		return nil, err
 	}
 	if r.pingCfg, err = connConfig(l.ConnString, appName+"-ping"); err != nil {
 		return nil, err
-	}
-	if r.log == nil {
-		r.log = zap.NewNop()
-	}
-	if r.now == nil {
-		r.now = time.Now
-	}
-	if r.pingInterval == 0 {
-		r.pingInterval = PingIntervalDefault
-	}
-	if r.pingTimeout == 0 {
-		r.pingTimeout = PingTimeoutDefault
-	}
-	if r.reconnectMax == 0 {
-		r.reconnectMax = ReconnectMaxDefault
 	}
 	r.backoff = backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(min(ReconnectInitial, r.reconnectMax)),
@@ -297,6 +304,9 @@ func connConfig(connString, appName string) (*pgx.ConnConfig, error) {
 // invalid field (or when already running): connection failures are logged and retried with
 // backoff for as long as ctx lasts.
 func (l *Listener) Run(ctx context.Context) error {
+	if err := l.validate(); err != nil {
+		return err
+	}
 	r, err := l.newRun(ctx)
 	if err != nil {
 		return err
@@ -459,7 +469,7 @@ func (h queueHandler) HandleNotification(_ context.Context, n *pgconn.Notificati
 		r.l.testSignals.handled.Signal(handledEvent{Outcome: outcomeQueueReady, Queue: ev.Queue})
 		return nil
 	}
-	note := commands.Notification{Source: commands.SourceNotify, Queue: ev.Queue, MsgIDs: ev.MsgIDs, ReceivedAt: r.now()}
+	note := commands.Notification{Queue: ev.Queue, MsgIDs: ev.MsgIDs, ReceivedAt: r.now()}
 	r.busy.Store(true)
 	// Run's context, not the connection's: a reconnect must not drop an announcement already
 	// received. Send fails only when Run ends.

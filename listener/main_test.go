@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 )
 
 func TestMain(m *testing.M) {
@@ -34,8 +35,8 @@ func runInBackground(t *testing.T, run func(context.Context) error) context.Canc
 			if err != nil {
 				t.Errorf("Run returned %v, want nil", err)
 			}
-		case <-time.After(signalTimeout):
-			t.Errorf("Run did not return within %v of its context ending", signalTimeout)
+		case <-time.After(testsignal.Timeout):
+			t.Errorf("Run did not return within %v of its context ending", testsignal.Timeout)
 		}
 	})
 	return cancel
@@ -47,8 +48,8 @@ func receive(t *testing.T, out *commands.NotificationChannel) commands.Notificat
 	select {
 	case n := <-out.Receive():
 		return n
-	case <-time.After(signalTimeout):
-		t.Fatalf("no notification within %v", signalTimeout)
+	case <-time.After(testsignal.Timeout):
+		t.Fatalf("no notification within %v", testsignal.Timeout)
 		panic("unreachable")
 	}
 }

@@ -13,7 +13,7 @@ import (
 // EventType is the event_type of a queue notification payload.
 type EventType string
 
-// The event types the notify trigger sends (SPEC §4.2).
+// The event types the notify trigger sends (see docs/protocol.md).
 const (
 	// MessageReady announces one visible message: {"event_type":"message_ready","queue_name":"q","msg_id":42}.
 	MessageReady EventType = "message_ready"

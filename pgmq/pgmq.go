@@ -60,6 +60,12 @@ type SendOptions struct {
 	Headers json.RawMessage
 }
 
+// VisibilityTimeoutDefault is how long a claimed message stays hidden from other readers when
+// the reader configures nothing (the consumer's CONSUMER_VISIBILITY_TIMEOUT, the worker SDK's
+// VisibilityTimeout): long enough for a handler to finish, short enough that the messages of a
+// reader that died come back soon.
+const VisibilityTimeoutDefault = 30 * time.Second
+
 // OrchestrationChannel is the NOTIFY channel shared by the orchestration_* queues.
 const OrchestrationChannel = "pgmq_message_ready.orchestration"
 
@@ -447,62 +453,6 @@ func QueueReadSpecificBatch(b *pgx.Batch, queue string, msgIDs []int64, vt time.
 		return nil
 	})
 	return nil
-}
-
-// QueueConfirmClaims adds to b the confirmation of claims taken earlier outside the current
-// transaction (tasker.pgmq_confirm_claims): each message whose read_ct is still the one its claim
-// produced is locked until the transaction ends; its id is stored in *confirmed when b's results
-// are read. A message claimed again since (a higher read_ct) is not confirmed: its new claimant
-// owns it.
-func QueueConfirmClaims(b *pgx.Batch, queue string, msgs []Message, confirmed *[]int64) error {
-	if err := checkQueue(queue); err != nil {
-		return fail("confirm_claims", queue, err)
-	}
-	ids := make([]int64, len(msgs))
-	readCts := make([]int32, len(msgs))
-	for i, m := range msgs {
-		ids[i], readCts[i] = m.ID, m.ReadCount
-	}
-	b.Queue("SELECT id FROM tasker.pgmq_confirm_claims($1::text, $2::bigint[], $3::integer[]) AS c(id)",
-		queue, ids, readCts).Query(func(rows pgx.Rows) error {
-		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return failBatch("confirm_claims", queue, len(ids), err)
-		}
-		*confirmed = got
-		return nil
-	})
-	return nil
-}
-
-// ReadMissed claims like Read, but only messages that have been visible for at least minAge
-// (tasker.pgmq_read_missed): what a notification-driven consumer missed, leaving fresh messages
-// to the notification path so that a periodic poll does not race it for them.
-func ReadMissed(ctx context.Context, db DB, queue string, vt time.Duration, qty int, minAge time.Duration) ([]Message, error) {
-	if err := checkQueue(queue); err != nil {
-		return nil, fail("read_missed", queue, err)
-	}
-	secs, err := seconds("visibility timeout", vt)
-	if err != nil {
-		return nil, fail("read_missed", queue, err)
-	}
-	if minAge < 0 {
-		return nil, fail("read_missed", queue, fmt.Errorf("negative minimum age %v", minAge))
-	}
-	if qty <= 0 {
-		return nil, nil
-	}
-	rows, err := db.Query(ctx,
-		"SELECT "+messageColumns+" FROM tasker.pgmq_read_missed($1::text, $2::integer, $3::integer, $4::integer)",
-		queue, secs, qty, int32(min(minAge.Milliseconds(), math.MaxInt32)))
-	if err != nil {
-		return nil, fail("read_missed", queue, err)
-	}
-	msgs, err := pgx.CollectRows(rows, scanMessage)
-	if err != nil {
-		return nil, fail("read_missed", queue, err)
-	}
-	return msgs, nil
 }
 
 // Delete deletes a message; false when there was no such message.

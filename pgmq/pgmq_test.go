@@ -1004,43 +1004,6 @@ func TestReadNonObjectBodies(t *testing.T) {
 	}
 }
 
-// ReadMissed leaves fresh messages to the notification path and claims those visible for at
-// least the minimum age: old enough, due after a delay, or back after a visibility timeout.
-func TestReadMissedSkipsFreshMessages(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	old, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"age":"old"}`), pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"age":"fresh"}`), pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// "old" became visible a minute ago.
-	if _, err := db.Pool.Exec(ctx, "UPDATE pgmq.q_"+testQueue+" SET vt = clock_timestamp() - interval '1 minute' WHERE msg_id = $1", old); err != nil {
-		t.Fatal(err)
-	}
-	got, err := pgmq.ReadMissed(ctx, db.Pool, testQueue, 30*time.Second, 10, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].ID != old || got[0].ReadCount != 1 {
-		t.Fatalf("ReadMissed = %+v, want only msg %d", got, old)
-	}
-	// With no minimum age it is pgmq.read: the fresh one too.
-	got, err = pgmq.ReadMissed(ctx, db.Pool, testQueue, 30*time.Second, 10, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].ID != fresh {
-		t.Fatalf("ReadMissed(0) = %+v, want msg %d", got, fresh)
-	}
-	if _, err := pgmq.ReadMissed(ctx, db.Pool, "Bad-Name", time.Second, 1, 0); err == nil {
-		t.Fatal("bad queue name accepted")
-	}
-}
-
 // The queued form claims exactly like ReadSpecificBatch, sharing a round trip.
 func TestQueueReadSpecificBatchPipelines(t *testing.T) {
 	t.Parallel()

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,13 +16,16 @@ import (
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/config"
 	"github.com/tasker-systems/consumer/dispatch"
+	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/listener"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/metrics"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/poller"
 )
 
-// ReadyTimeout bounds each readiness check (SPEC §9: the actor must answer within a second).
+// ReadyTimeout bounds each readiness check: the database and the actor must each answer within
+// a second (see docs/operations.md).
 const ReadyTimeout = time.Second
 
 // Service is one running consumer pipeline.
@@ -33,16 +37,21 @@ type Service struct {
 	cmds          *commands.CommandChannel
 	inFlight      *commands.InFlight
 	listener      *listener.Listener // nil in polling mode
-	poller        *listener.Poller
+	poller        *poller.Poller
 	dispatcher    *dispatch.Dispatcher
 	actor         *actor.Actor
+
+	testSignals testSignals
+}
+
+// testSignals are no-ops unless a test initializes them.
+type testSignals struct {
+	listening testsignal.Signal[struct{}] // the listener (re)connected and asked for the backlog poll
 }
 
 // New builds the pipeline. reg may be nil (no metrics).
 func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *zap.Logger, reg prometheus.Registerer) (*Service, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
+	log = cmp.Or(log, zap.NewNop())
 	s := &Service{
 		cfg: cfg, pool: pool, log: log,
 		notifications: commands.NewNotificationChannel(cfg.NotifyBuffer),
@@ -63,17 +72,19 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 		return nil, err
 	}
 	s.dispatcher = &dispatch.Dispatcher{In: s.notifications, Out: s.cmds, InFlight: s.inFlight, Logger: log.Named("dispatch")}
-	s.poller = &listener.Poller{
+	s.poller = &poller.Poller{
 		DB: pool, Queues: commands.Queues(), Interval: cfg.PollInterval, BatchSize: cfg.PollBatchSize,
-		VisibilityTimeout: cfg.VisibilityTimeout, Periodic: cfg.Mode.Polls(), Out: s.notifications,
-		MinAge:   missedAfter(cfg),
+		Periodic: cfg.Mode.Polls(), Out: s.notifications, MinAge: missedAfter(cfg),
 		Capacity: s.pollCapacity, Logger: log.Named("poller"),
 	}
 	if cfg.Mode.Listens() {
 		s.listener = &listener.Listener{
 			ConnString: cfg.ListenDatabaseURL, Channel: pgmq.OrchestrationChannel, Queues: commands.Queues(),
 			Out: s.notifications, PingInterval: cfg.ListenerPing, ReconnectMax: cfg.ReconnectMax, PingDB: pool,
-			OnBacklog:    func(context.Context) { s.poller.TriggerAll() },
+			OnBacklog: func(context.Context) {
+				s.poller.TriggerAll()
+				s.testSignals.listening.Signal(struct{}{})
+			},
 			OnQueueReady: s.poller.Trigger,
 			Logger:       log.Named("listener"),
 		}
@@ -84,8 +95,8 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 	return s, nil
 }
 
-// missedAfter is how long a message must have been visible before a periodic poll claims it.
-// With LISTEN, fresh messages belong to the notification path (claiming them too would only
+// missedAfter is how long a message must have been visible before a periodic poll announces it.
+// With LISTEN, fresh messages belong to the notification path (announcing them too would only
 // race it); one poll interval is ample for a NOTIFY to arrive. Without LISTEN, every message.
 func missedAfter(cfg *config.Config) time.Duration {
 	if cfg.Mode.Listens() {
@@ -94,11 +105,13 @@ func missedAfter(cfg *config.Config) time.Duration {
 	return 0
 }
 
-// pollCapacity is how many more messages the poller may claim: twice what the actor can work on
-// at once (Concurrency batches of BatchSize; the second half keeps the next batches ready) less what is already in flight (dispatched, not
-// finished) and, pessimistically, a full poll batch for every notification not yet dispatched.
-// Claiming more would leave claims waiting in a channel while their visibility timeout runs out,
-// after which another poll would claim them again.
+// pollCapacity is how many more message ids the poller may discover: twice what the actor can
+// work on at once (Concurrency batches of BatchSize; the second half keeps the next batches
+// ready), less what is already in flight (dispatched, not finished) and, pessimistically, a full
+// poll batch for every notification not yet dispatched. Nothing waiting downstream holds a claim
+// (the actor claims a message only when its batch starts), so this bound is about keeping the
+// backlog in the queue, where every consumer can reach it, rather than in one consumer's
+// channels.
 func (s *Service) pollCapacity() int {
 	return 2*s.cfg.Concurrency*s.cfg.BatchSize - s.inFlight.Len() - s.notifications.Len()*s.cfg.PollBatchSize
 }
@@ -107,8 +120,8 @@ func (s *Service) register(reg prometheus.Registerer) {
 	metrics.RegisterChannels(reg, s.notifications, s.cmds)
 	reg.MustRegister(metrics.NewQueueCollector(s.pool, messages.QueueDLQ))
 	metrics.RegisterCounter(reg, "poller_cycles_total", "Fallback poller rounds.", s.poller.Cycles)
-	metrics.RegisterCounter(reg, "poller_claimed_total", "Messages claimed by the fallback poller.", s.poller.Claimed)
-	metrics.RegisterCounter(reg, "poller_errors_total", "Failed poller reads.", s.poller.Errors)
+	metrics.RegisterCounter(reg, "poller_discovered_total", "Message ids the fallback poller discovered.", s.poller.Discovered)
+	metrics.RegisterCounter(reg, "poller_errors_total", "Failed polls.", s.poller.Errors)
 	metrics.RegisterCounter(reg, "dispatch_duplicates_total", "Announcements skipped because the message was in flight.", s.dispatcher.Duplicates)
 	metrics.RegisterCounter(reg, "dispatch_unknown_queue_total", "Notifications for queues this consumer does not serve.", s.dispatcher.UnknownQueue)
 	metrics.RegisterGauge(reg, "in_flight_messages", "Messages handed to the actor and not finished.", func() float64 { return float64(s.inFlight.Len()) })
@@ -187,8 +200,8 @@ type Readiness struct {
 	Health *commands.SystemHealth `json:"health,omitempty"`
 }
 
-// Ready runs the readiness checks of SPEC §9: the database answers, the actor answers a health
-// command within a second, and (outside polling mode) the listener is connected.
+// Ready runs the readiness checks: the database answers, the actor answers a health command
+// within a second, and (outside polling mode) the listener is connected.
 func (s *Service) Ready(ctx context.Context) Readiness {
 	r := Readiness{Ready: true, Checks: map[string]Check{}}
 	set := func(name string, err error) {

@@ -1,5 +1,6 @@
 // Package worker is the Go SDK for step workers: programs that execute the steps the
-// orchestration consumer dispatches (SPEC §5.2) and report their outcome (SPEC §5.3).
+// orchestration consumer dispatches and report their outcome (the message formats are in
+// docs/protocol.md).
 //
 // # Writing a worker in Go
 //
@@ -43,16 +44,16 @@
 //     up early, LISTEN on "pgmq_message_ready.<ns>" (the payload names the queue and the new
 //     message ids), but keep polling every second or so: delayed retries, expired visibility
 //     timeouts and messages sent while you were disconnected are never announced.
-//  2. Decode the body (SPEC §5.2): task_uuid, step_uuid, correlation_id, handler.callable,
-//     handler.initialization, attempt, max_attempts, task_context, dependency_results. If it
-//     cannot be decoded, SELECT pgmq.archive('worker_<ns>_queue', msg_id) and log it: it can
-//     never run.
+//  2. Decode the body (the step dispatch of docs/protocol.md): task_uuid, step_uuid,
+//     correlation_id, handler.callable, handler.initialization, attempt, max_attempts,
+//     task_context, dependency_results. If it cannot be decoded, SELECT
+//     pgmq.archive('worker_<ns>_queue', msg_id) and log it: it can never run.
 //  3. Run the step. While it runs, extend the claim every third of the visibility timeout:
 //     SELECT pgmq.set_vt('worker_<ns>_queue', msg_id, 30). Without it, a step longer than the
 //     timeout is delivered to a second worker.
 //  4. Report, ideally in ONE transaction, so that a crash leaves either both or neither: delete
-//     the dispatch and send the step result (SPEC §5.3). If pgmq.delete returns false, another
-//     worker already finished this delivery: roll back instead of sending a duplicate.
+//     the dispatch and send the step result (docs/protocol.md). If pgmq.delete returns false,
+//     another worker already finished this delivery: roll back instead of sending a duplicate.
 //
 // The transaction of step 4:
 //

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// How a handler's error is reported (SPEC §5.3):
+// How a handler's error is reported in the step result (see docs/protocol.md):
 //
 //	returned error                     result.status  error.retryable  backoff_hint
 //	nil                                completed      -                -

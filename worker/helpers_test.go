@@ -50,7 +50,8 @@ func newWorker(t *testing.T, db *testdb.DB) *Worker {
 	s := &w.testSignals
 	s.listening.Init()
 	s.polled.Init()
-	s.idle.Init()
+	s.capacity.Init()
+	s.pollRound.Init()
 	s.started.Init()
 	s.heartbeat.Init()
 	s.committed.Init()

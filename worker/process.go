@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/poller"
 )
 
 // run is the state one Run call shares with the goroutines processing its messages.
@@ -25,6 +27,10 @@ type run struct {
 	dbCtx      context.Context // never cancelled; each operation has its own timeout
 	forced     atomic.Bool     // the shutdown timeout ran out
 	results    chan resultReq  // finished steps waiting for the group commit
+
+	poller   *poller.Poller // finds and claims work (see intake)
+	running  atomic.Int64   // handlers running
+	handlers sync.WaitGroup // one per running handler
 }
 
 // resultReq is one finished step waiting to be committed.
@@ -87,7 +93,7 @@ func (r *run) process(m pgmq.Message) {
 	r.commit(m, log, body, info.Status != messages.StatusCompleted)
 }
 
-// resultMetadata is result.metadata (SPEC §5.3).
+// resultMetadata is result.metadata (see docs/protocol.md).
 type resultMetadata struct {
 	ExecutionTimeMS int64  `json:"execution_time_ms"`
 	WorkerID        string `json:"worker_id"`

@@ -24,7 +24,7 @@ import (
 // idempotent, for example keyed by Step.Dispatch.StepUUID and Step.Attempt.
 type Handler func(ctx context.Context, step Step) (any, error)
 
-// Step is one claimed step dispatch (SPEC §5.2) with convenient accessors.
+// Step is one claimed step dispatch (see docs/protocol.md) with convenient accessors.
 type Step struct {
 	// Dispatch is the message body as received.
 	Dispatch messages.StepDispatch

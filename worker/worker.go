@@ -1,10 +1,10 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
@@ -17,24 +17,26 @@ import (
 
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/poller"
 )
 
 // Defaults of the Worker fields.
 const (
 	ConcurrencyDefault       = 8
-	VisibilityTimeoutDefault = 30 * time.Second
-	PollIntervalDefault      = time.Second
+	VisibilityTimeoutDefault = pgmq.VisibilityTimeoutDefault
+	PollIntervalDefault      = poller.IntervalDefault
 	ShutdownTimeoutDefault   = 30 * time.Second
-	// MaxNamespaceLength keeps worker_<namespace>_queue within PGMQ's 47-character limit.
-	MaxNamespaceLength = 29
-	// PollJitter shortens or lengthens each wait between polls by up to ±10 %, so that many
-	// workers do not poll in lockstep.
-	PollJitter = 0.1
+	// ListenApplicationNameDefault names the LISTEN connection when neither ListenConnString
+	// nor the pool sets an application_name.
+	ListenApplicationNameDefault = "worker-listener"
 )
 
-// listenReconnectDelay is the wait before reconnecting a lost LISTEN connection; polling
-// covers the gap.
-const listenReconnectDelay = time.Second
+// MaxNamespaceLength keeps worker_<namespace>_queue within PGMQ's 47-character limit.
+const MaxNamespaceLength = 29
+
+// notificationBuffer is the capacity of the channel from the listener to the poll loop: a
+// notification only wakes the loop, so a few suffice.
+const notificationBuffer = 16
 
 // resultTries is how many times the result transaction is attempted before the dispatch is
 // left to reappear after its visibility timeout.
@@ -55,7 +57,7 @@ type Worker struct {
 	// dispatches (it must not go through a transaction-mode pooler such as PgBouncer). If empty,
 	// the worker does not LISTEN and finds work by polling only, every PollInterval. If the
 	// string sets no application_name, the connection uses the pool's application_name with
-	// "-listener" appended.
+	// "-listener" appended, or "worker-listener" when the pool has none.
 	ListenConnString string
 
 	// Namespace selects the queue (worker_<namespace>_queue) and the NOTIFY channel
@@ -81,7 +83,8 @@ type Worker struct {
 
 	// PollInterval is the time between polls of the queue, which find what NOTIFY cannot
 	// announce (delayed retries, expired visibility timeouts, messages sent while the listener
-	// reconnected). Each wait is jittered by ±10 %. If set to 0, the default of 1 second is used.
+	// reconnected). Each wait is jittered by ±10 % (poller.Jitter). If set to 0, the default of
+	// 1 second is used.
 	PollInterval time.Duration
 
 	// ShutdownTimeout is how long running handlers may go on after Run's context ends before
@@ -105,9 +108,6 @@ type Worker struct {
 	running   atomic.Bool
 	processed atomic.Uint64
 	failed    atomic.Uint64
-
-	wakeOnce sync.Once
-	wake     chan struct{}
 
 	testSignals workerTestSignals
 }
@@ -149,7 +149,7 @@ func (w *Worker) Processed() uint64 { return w.processed.Load() }
 func (w *Worker) Failed() uint64 { return w.failed.Load() }
 
 // ValidateNamespace reports whether ns is a valid namespace: [a-z][a-z0-9_]*, at most 29
-// characters (SPEC §3).
+// characters (see docs/protocol.md).
 func ValidateNamespace(ns string) error {
 	switch {
 	case ns == "":
@@ -170,7 +170,8 @@ func ValidateNamespace(ns string) error {
 // config is a Worker's configuration with the defaults applied.
 type config struct {
 	pool        *pgxpool.Pool
-	listen      *pgx.ConnConfig // nil: polling only
+	listen      string // ListenConnString; empty: polling only
+	listenApp   string // the LISTEN connection's application_name unless listen sets one
 	queue       string
 	channel     string
 	concurrency int
@@ -184,46 +185,57 @@ type config struct {
 	now         func() time.Time
 }
 
-func (w *Worker) config() (*config, error) {
-	switch {
-	case w.Pool == nil:
-		return nil, errors.New("worker: Pool is nil")
-	case w.Concurrency < 0:
-		return nil, fmt.Errorf("worker: negative Concurrency %d", w.Concurrency)
-	case w.VisibilityTimeout < 0:
-		return nil, fmt.Errorf("worker: negative VisibilityTimeout %v", w.VisibilityTimeout)
-	case w.PollInterval < 0:
-		return nil, fmt.Errorf("worker: negative PollInterval %v", w.PollInterval)
-	case w.ShutdownTimeout < 0:
-		return nil, fmt.Errorf("worker: negative ShutdownTimeout %v", w.ShutdownTimeout)
+// validate checks the fields; errors name the field.
+func (w *Worker) validate() error {
+	var errs []error
+	if w.Pool == nil {
+		errs = append(errs, errors.New("Pool is nil"))
 	}
 	if err := ValidateNamespace(w.Namespace); err != nil {
-		return nil, fmt.Errorf("worker: Namespace: %w", err)
+		errs = append(errs, fmt.Errorf("Namespace: %w", err))
 	}
+	if w.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("negative Concurrency %d", w.Concurrency))
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"VisibilityTimeout", w.VisibilityTimeout}, {"PollInterval", w.PollInterval}, {"ShutdownTimeout", w.ShutdownTimeout}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("negative %s %v", f.name, f.d))
+		}
+	}
+	if vt := cmp.Or(w.VisibilityTimeout, VisibilityTimeoutDefault); w.HeartbeatInterval >= vt {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than VisibilityTimeout %v", w.HeartbeatInterval, vt))
+	}
+	if w.ListenConnString != "" {
+		if _, err := pgx.ParseConfig(w.ListenConnString); err != nil {
+			errs = append(errs, fmt.Errorf("ListenConnString: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	return nil
+}
+
+// config applies the defaults to a validated Worker.
+func (w *Worker) config() *config {
 	c := &config{
-		pool: w.Pool, queue: messages.WorkerQueue(w.Namespace), concurrency: w.Concurrency,
-		vt: w.VisibilityTimeout, heartbeat: w.HeartbeatInterval, poll: w.PollInterval,
-		shutdown: w.ShutdownTimeout, workerID: w.WorkerID, log: w.Logger, now: w.Now,
+		pool:        w.Pool,
+		listen:      w.ListenConnString,
+		listenApp:   ListenApplicationNameDefault,
+		queue:       messages.WorkerQueue(w.Namespace),
+		concurrency: cmp.Or(w.Concurrency, ConcurrencyDefault),
+		vt:          cmp.Or(w.VisibilityTimeout, VisibilityTimeoutDefault),
+		poll:        cmp.Or(w.PollInterval, PollIntervalDefault),
+		shutdown:    cmp.Or(w.ShutdownTimeout, ShutdownTimeoutDefault),
+		workerID:    w.WorkerID,
+		log:         cmp.Or(w.Logger, zap.NewNop()),
+		now:         w.Now,
 	}
 	c.channel = pgmq.NotifyChannel(c.queue)
-	if c.concurrency == 0 {
-		c.concurrency = ConcurrencyDefault
-	}
-	if c.vt == 0 {
-		c.vt = VisibilityTimeoutDefault
-	}
-	if c.heartbeat == 0 {
-		c.heartbeat = c.vt / 3
-	}
-	if c.heartbeat >= c.vt {
-		return nil, fmt.Errorf("worker: HeartbeatInterval %v must be shorter than VisibilityTimeout %v", c.heartbeat, c.vt)
-	}
-	if c.poll == 0 {
-		c.poll = PollIntervalDefault
-	}
-	if c.shutdown == 0 {
-		c.shutdown = ShutdownTimeoutDefault
-	}
+	c.heartbeat = cmp.Or(w.HeartbeatInterval, c.vt/3)
 	c.opTimeout = max(c.vt, 5*time.Second)
 	if c.workerID == "" {
 		host, err := os.Hostname()
@@ -232,42 +244,13 @@ func (w *Worker) config() (*config, error) {
 		}
 		c.workerID = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	if c.log == nil {
-		c.log = zap.NewNop()
-	}
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if w.ListenConnString != "" {
-		cc, err := pgx.ParseConfig(w.ListenConnString)
-		if err != nil {
-			return nil, fmt.Errorf("worker: ListenConnString: %w", err)
-		}
-		if _, set := cc.RuntimeParams["application_name"]; !set {
-			if app := w.Pool.Config().ConnConfig.RuntimeParams["application_name"]; app != "" {
-				cc.RuntimeParams["application_name"] = app + "-listener"
-			}
-		}
-		c.listen = cc
+	if app := w.Pool.Config().ConnConfig.RuntimeParams["application_name"]; app != "" {
+		c.listenApp = app + "-listener"
 	}
-	return c, nil
-}
-
-func (c *config) jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (1 + PollJitter*(2*rand.Float64()-1)))
-}
-
-func (w *Worker) wakeCh() chan struct{} {
-	w.wakeOnce.Do(func() { w.wake = make(chan struct{}, 1) })
-	return w.wake
-}
-
-// wakeUp asks the claim loop to read the queue now. It never blocks.
-func (w *Worker) wakeUp() {
-	select {
-	case w.wakeCh() <- struct{}{}:
-	default: // a wake-up is already pending
-	}
+	return c
 }
 
 // Run claims and runs dispatches until ctx ends, then shuts down gracefully and returns nil.
@@ -275,14 +258,15 @@ func (w *Worker) wakeUp() {
 // errors are logged and retried.
 //
 // Work is found by LISTEN (if ListenConnString is set; every (re)connect also triggers a poll)
-// and by polling every PollInterval. Each read claims at most as many messages as there are
-// free slots (Concurrency minus the running handlers), hiding them for VisibilityTimeout. Each
-// message then runs in its own goroutine: decode (a malformed dispatch is archived: it can
-// never run), find the handler (none: a permanent "error" result), run it with panic recovery
-// while heartbeats extend the visibility timeout, then in one transaction delete the dispatch
-// and send the step result. If the dispatch was already deleted (it was delivered again and
-// another worker finished it first) the transaction is rolled back, so no duplicate result is
-// sent.
+// and by polling every PollInterval: a listener.Listener and a poller.Poller, the consumer's
+// own, whose fetch claims with pgmq.read. Each read claims at most as many messages as there
+// are free slots (Concurrency minus the running handlers), hiding them for VisibilityTimeout,
+// and a read that filled every free slot is repeated as soon as a slot frees. Each message then
+// runs in its own goroutine: decode (a malformed dispatch is archived: it can never run), find
+// the handler (none: a permanent "error" result), run it with panic recovery while heartbeats
+// extend the visibility timeout, then in one transaction delete the dispatch and send the step
+// result. If the dispatch was already deleted (it was delivered again and another worker
+// finished it first) the transaction is rolled back, so no duplicate result is sent.
 //
 // When ctx ends, Run stops listening and claiming at once and waits for the running handlers.
 // Their contexts are cancelled only after ShutdownTimeout; a handler that then returns an
@@ -290,8 +274,7 @@ func (w *Worker) wakeUp() {
 // Run returns when every handler has returned, so a handler that ignores its context delays
 // Run's return.
 func (w *Worker) Run(ctx context.Context) error {
-	c, err := w.config()
-	if err != nil {
+	if err := w.validate(); err != nil {
 		return err
 	}
 	if !w.running.CompareAndSwap(false, true) {
@@ -299,10 +282,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer w.running.Store(false)
 
+	c := w.config()
 	log := c.log.With(zap.String("queue", c.queue), zap.String("worker_id", c.workerID))
 	log.Info("worker: starting", zap.Int("concurrency", c.concurrency),
 		zap.Duration("visibility_timeout", c.vt), zap.Duration("heartbeat_interval", c.heartbeat),
-		zap.Bool("listen", c.listen != nil), zap.Duration("poll_interval", c.poll))
+		zap.Bool("listen", c.listen != ""), zap.Duration("poll_interval", c.poll))
 
 	// Handlers and their database work outlive ctx: they get a context of their own,
 	// cancelled only when the shutdown timeout runs out.
@@ -316,85 +300,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		r.committer()
 	}()
 
-	listenDone := make(chan struct{})
-	if c.listen != nil {
-		go func() {
-			defer close(listenDone)
-			w.listen(ctx, c, log)
-		}()
-	} else {
-		close(listenDone)
-	}
-
-	var wg sync.WaitGroup
-	freed := make(chan struct{}, c.concurrency) // one per finished handler; never blocks
-	inflight := 0
-	pending := true // there may be visible messages not yet claimed: poll at start
-	timer := time.NewTimer(c.jitter(c.poll))
-	defer timer.Stop()
-
-	for ctx.Err() == nil {
-		if free := c.concurrency - inflight; pending && free > 0 {
-			// Not cancelled by shutdown: a read interrupted after the server claimed messages
-			// would hide them for a whole visibility timeout. What it returns is processed.
-			readCtx, cancelRead := context.WithTimeout(context.WithoutCancel(ctx), c.vt)
-			msgs, err := pgmq.Read(readCtx, c.pool, c.queue, c.vt, free)
-			cancelRead()
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				log.Error("worker: read failed; retrying after the poll interval", zap.Error(err))
-				pending = false // the timer sets it again
-				continue
-			}
-			w.testSignals.polled.Signal(pollEvent{Asked: free, Claimed: len(msgs)})
-			pending = len(msgs) == free // a full read: more may be waiting for a free slot
-			for _, m := range msgs {
-				inflight++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					r.process(m)
-					freed <- struct{}{}
-				}()
-			}
-			continue
-		}
-		w.testSignals.idle.Signal(c.concurrency - inflight)
-		select {
-		case <-ctx.Done():
-		case <-w.wakeCh():
-			pending = true
-		case <-freed:
-			inflight--
-		case <-timer.C:
-			pending = true
-			timer.Reset(c.jitter(c.poll))
-		}
-	}
-
+	err := r.intake(ctx)
 	w.testSignals.stopping.Signal(struct{}{})
-	log.Info("worker: stopping; waiting for running handlers", zap.Int("running", inflight),
-		zap.Duration("shutdown_timeout", c.shutdown))
-	finished := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(finished)
-	}()
-	deadline := time.NewTimer(c.shutdown)
-	defer deadline.Stop()
-	select {
-	case <-finished:
-	case <-deadline.C:
-		log.Warn("worker: shutdown timeout reached; cancelling running handlers")
-		r.forced.Store(true)
-		cancelHandlers()
-		<-finished
-	}
+	r.drain(cancelHandlers)
 	close(r.results) // every handler has returned: no more results
 	<-committerDone
-	<-listenDone
 	log.Info("worker: stopped", zap.Uint64("processed", w.Processed()), zap.Uint64("failed", w.Failed()))
-	return nil
+	return err
 }

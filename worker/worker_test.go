@@ -16,6 +16,7 @@ import (
 
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/poller"
 )
 
 func TestRunsDispatchOnceAndReportsResult(t *testing.T) {
@@ -259,9 +260,9 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	start(t, w)
 	waitN(t, &w.testSignals.started, 2, "two handlers")
-	// Several periodic wake-ups with no free slot: the worker must not claim a third message.
+	// Several looks at the free slots finding none: the worker must not claim a third message.
 	for range 5 {
-		for wait(t, &w.testSignals.idle, "an idle loop") != 0 {
+		for wait(t, &w.testSignals.capacity, "a look at the free slots") != 0 {
 		}
 	}
 	if n := len(w.testSignals.started.C()); n != 0 {
@@ -494,9 +495,9 @@ func TestListenWakesWorker(t *testing.T) {
 	r := start(t, w)
 	defer r.stop(t)
 	wait(t, &w.testSignals.listening, "LISTEN")
-	// Exactly two reads happen before the loop rests: the one at start and the one the
-	// connect (backlog) wake-up asks for. After them only a notification can wake the loop.
-	waitN(t, &w.testSignals.polled, 2, "the initial polls")
+	// The connect asked for a (backlog) poll; once it has run, only a notification can wake
+	// the loop.
+	w.testSignals.pollRound.WaitFor(t, func(r poller.RoundEvent) bool { return r.Triggered })
 	msgID := send(t, db, newDispatch("demo.square"))
 	if got := wait(t, &w.testSignals.committed, "the result"); got != msgID {
 		t.Errorf("committed %d, want %d", got, msgID)
@@ -609,10 +610,10 @@ func TestResultsReadyTogetherCommitAsAGroup(t *testing.T) {
 func TestCommitGroupSendsOnlyTheResultsWhoseDispatchItDeleted(t *testing.T) {
 	db := newDB(t)
 	w := newWorker(t, db)
-	c, err := w.config()
-	if err != nil {
+	if err := w.validate(); err != nil {
 		t.Fatal(err)
 	}
+	c := w.config()
 	r := &run{w: w, c: c, log: w.Logger, dbCtx: context.Background()}
 	ctx := context.Background()
 	var group []resultReq

@@ -25,6 +25,7 @@
 //     pre-filled with valid task requests. Each message is claimed, hydrated (decoded and
 //     validated), routed to the no-op handler and acknowledged. Timed: from Run to the queue
 //     being empty; messages/s, and its ratio to the batched baseline (target ≥ 0.5×).
+//   - throughput-polling: the same in polling mode (no LISTEN: the poller finds every message).
 //   - latency-hybrid, latency-polling: the in-process consumer (default configuration, mode
 //     hybrid or polling) while a sender sends one task request every 5 ms (200 messages/s) for
 //     10 s, stamping time.Now() into the body (context.sent_at_ns) just before pgmq.Send. The
@@ -114,6 +115,7 @@ var scenarios = []scenario{
 	{"baseline-batched", runBaselineBatched},
 	{"notify-rtt", runNotifyRTT},
 	{"throughput", runThroughput},
+	{"throughput-polling", runThroughputPolling},
 	{"latency-hybrid", runLatencyHybrid},
 	{"latency-polling", runLatencyPolling},
 	{"e2e-linear", runE2ELinear},
@@ -311,6 +313,7 @@ var notes = map[string]string{
 	"pgmq_batched":        "as pgmq_single with pgmq.read qty 100 + pgmq.delete(bigint[]) per round",
 	"notify_rtt":          "SELECT pg_notify in autocommit on one connection → WaitForNotification on a LISTEN connection; one at a time",
 	"consumer_throughput": "in-process service, default config, no-op handlers, pre-filled orchestration_task_requests; messages / (Run .. queue empty)",
+	"polling_throughput":  "as consumer_throughput, in polling mode",
 	"latency":             "handler start − time.Now() taken just before pgmq.Send (same process, wall clock); 200 msg/s; first 20 messages not counted",
 	"e2e":                 "task_status.completed_at (engine clock, same process) − wall clock just before pgmq.Send of the request; pickup = created_at − send",
 	"saturation":          "N diamond tasks in one send_batch to the consumer binary; (max completed_at − time before the send); steps = sum(steps_total)",

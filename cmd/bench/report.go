@@ -65,6 +65,7 @@ var figureDefs = []figureDef{
 	{Key: "notify_rtt_p99", Scenario: "notify-rtt", Name: "raw NOTIFY round trip p99", Unit: "ms", Note: "floor"},
 	{Key: "consumer_throughput", Scenario: "throughput", Name: "consumer throughput, pre-filled queue, no-op handler", Unit: "msg/s",
 		Target: &target{Op: ">=", Ref: "pgmq_batched", Factor: 0.5, Label: "batched"}},
+	{Key: "polling_throughput", Scenario: "throughput-polling", Name: "consumer throughput, polling mode", Unit: "msg/s"},
 	{Key: "latency_hybrid_p50", Scenario: "latency-hybrid", Name: "notify→handler p50, hybrid, 200 msg/s", Unit: "ms", Target: &target{Op: "<=", Value: 2}, Floor: "notify_rtt_p50"},
 	{Key: "latency_hybrid_p99", Scenario: "latency-hybrid", Name: "notify→handler p99, hybrid, 200 msg/s", Unit: "ms", Target: &target{Op: "<=", Value: 5}, Floor: "notify_rtt_p99"},
 	{Key: "latency_polling_p50", Scenario: "latency-polling", Name: "send→handler p50, polling, 200 msg/s", Unit: "ms", Floor: "notify_rtt_p50"},

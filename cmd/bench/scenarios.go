@@ -178,8 +178,16 @@ func runNotifyRTT(ctx context.Context, e *env, _ int) (runResult, error) {
 	}, nil
 }
 
-// runThroughput drains a pre-filled task request queue with the in-process consumer.
 func runThroughput(ctx context.Context, e *env, _ int) (runResult, error) {
+	return runThroughputMode(ctx, e, config.ModeHybrid, "consumer_throughput")
+}
+
+func runThroughputPolling(ctx context.Context, e *env, _ int) (runResult, error) {
+	return runThroughputMode(ctx, e, config.ModePolling, "polling_throughput")
+}
+
+// runThroughputMode drains a pre-filled task request queue with the in-process consumer.
+func runThroughputMode(ctx context.Context, e *env, mode config.Mode, key string) (runResult, error) {
 	db, err := e.newDB(ctx, 2)
 	if err != nil {
 		return runResult{}, err
@@ -191,7 +199,7 @@ func runThroughput(ctx context.Context, e *env, _ int) (runResult, error) {
 	}); err != nil {
 		return runResult{}, fmt.Errorf("fill: %w", err)
 	}
-	cfg, err := defaultConfig(ctx, db.url, config.ModeHybrid)
+	cfg, err := defaultConfig(ctx, db.url, mode)
 	if err != nil {
 		return runResult{}, err
 	}
@@ -262,7 +270,7 @@ func runThroughput(ctx context.Context, e *env, _ int) (runResult, error) {
 	extra += fmt.Sprintf("; CPU per message: in-process consumer %.0f µs + its backends %.0f µs",
 		1e6*cpu["consumer_process"]/float64(n), 1e6*cpu["consumer_backends"]/float64(n))
 	return runResult{
-		values:  map[string]float64{"consumer_throughput": rate},
+		values:  map[string]float64{key: rate},
 		detail:  detail,
 		summary: fmt.Sprintf("%s msg/s (%d messages in %s%s)", formatValue(rate, ""), n, elapsed.Round(time.Millisecond), extra),
 	}, nil

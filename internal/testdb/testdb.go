@@ -10,6 +10,7 @@
 package testdb
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -237,4 +238,28 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ForExample creates a migrated database for an Example function, which has no *testing.T, on
+// the server of TEST_DATABASE_URL (or DATABASE_URL), and returns its URL and a function that
+// drops it. An example cannot report an error, so ForExample panics when the server cannot be
+// used.
+func ForExample(prefix string) (dbURL string, drop func()) {
+	admin := cmp.Or(os.Getenv("TEST_DATABASE_URL"), os.Getenv("DATABASE_URL"))
+	if admin == "" {
+		panic("testdb: TEST_DATABASE_URL is not set: run the examples with `make test`, which starts a local PostgreSQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dbURL, name, err := Create(ctx, admin, prefix)
+	if err != nil {
+		panic(err)
+	}
+	return dbURL, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := Drop(ctx, admin, name); err != nil {
+			panic(err)
+		}
+	}
 }
