@@ -21,17 +21,21 @@ import (
 // uses the workflow engine's handlers (workflow.NewEngine(...).Handlers()).
 type greeter struct{}
 
-func (greeter) InitializeTask(_ context.Context, _ pgx.Tx, req messages.TaskRequest) (commands.TaskInitializeResult, error) {
-	fmt.Println("initialize", req.TaskRequest.Namespace+"/"+req.TaskRequest.Name)
-	return commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}, nil
+func (greeter) InitializeTasks(_ context.Context, _ pgx.Tx, reqs []messages.TaskRequest) ([]actor.Result[commands.TaskInitializeResult], error) {
+	out := make([]actor.Result[commands.TaskInitializeResult], len(reqs))
+	for i, req := range reqs {
+		fmt.Println("initialize", req.TaskRequest.Namespace+"/"+req.TaskRequest.Name)
+		out[i].Value = commands.TaskInitializeResult{TaskUUID: uuid.New(), Created: true}
+	}
+	return out, nil
 }
 
-func (greeter) ProcessStepResult(context.Context, pgx.Tx, messages.StepResult) (commands.StepProcessResult, error) {
-	return commands.StepProcessResult{}, nil
+func (greeter) ProcessStepResults(_ context.Context, _ pgx.Tx, results []messages.StepResult) ([]actor.Result[commands.StepProcessResult], error) {
+	return make([]actor.Result[commands.StepProcessResult], len(results)), nil
 }
 
-func (greeter) FinalizeTask(context.Context, pgx.Tx, uuid.UUID) (commands.TaskFinalizationResult, error) {
-	return commands.TaskFinalizationResult{}, nil
+func (greeter) FinalizeTasks(_ context.Context, _ pgx.Tx, tasks []uuid.UUID) ([]actor.Result[commands.TaskFinalizationResult], error) {
+	return make([]actor.Result[commands.TaskFinalizationResult], len(tasks)), nil
 }
 
 // The actor consumes commands. Here a command asks it to claim a task request by its id (as a
