@@ -6,15 +6,15 @@
 #   scripts/pgbouncer.sh stop    stop it
 #   scripts/pgbouncer.sh url     print the pooled connection string of the consumer database
 #
-# It listens on 127.0.0.1:${CONSUMER_PGBOUNCER_PORT:-54429} only and forwards every database to
-# 127.0.0.1:${CONSUMER_PG_PORT:-54329}, with trust authentication (a loopback test setup).
+# It listens on 127.0.0.1:${CONSUMER_PGBOUNCER_PORT:-CONSUMER_PG_PORT+100} only and forwards every
+# database to the local cluster at 127.0.0.1:${CONSUMER_PG_PORT:-54329}, with trust authentication (a loopback test setup).
 # Server-side prepared statements do not survive transaction pooling in PgBouncer before 1.21,
 # so clients must use pgx's exec or simple-protocol query mode through it (see docs/operations.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-port=${CONSUMER_PGBOUNCER_PORT:-54429}
 pg_port=${CONSUMER_PG_PORT:-54329}
+port=${CONSUMER_PGBOUNCER_PORT:-$((pg_port + 100))}
 dir="/tmp/consumer-pgbouncer-$(printf '%s:%s' "$root" "$port" | md5sum | cut -c1-10)"
 
 die() { echo "pgbouncer.sh: $*" >&2; exit 1; }
