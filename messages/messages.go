@@ -73,6 +73,11 @@ func invalid(field, format string, args ...any) error {
 // MaxKeyLength bounds request_id and idempotency_key: they are indexed.
 const MaxKeyLength = 255
 
+// MaxDepth bounds how deeply a body's arrays and objects may nest. PostgreSQL stores far deeper
+// documents than Go's decoder reads back (10,000 levels), so a deeper body could be stored and
+// then never decoded or dead-lettered; no workflow needs more than a few dozen levels.
+const MaxDepth = 128
+
 // TaskRequest is the body of orchestration_task_requests (see docs/protocol.md).
 type TaskRequest struct {
 	RequestID   string          `json:"request_id,omitempty"`
@@ -319,6 +324,9 @@ func decodeObject(body []byte, v any) error {
 		}
 		return &ValidationError{Reason: "body is not valid JSON"}
 	}
+	if depth := nestingDepth(trimmed); depth > MaxDepth {
+		return &ValidationError{Reason: fmt.Sprintf("body nests deeper than %d levels", MaxDepth)}
+	}
 	// One pass: Unmarshal validates the whole body before it sets anything.
 	if err := json.Unmarshal(trimmed, v); err != nil {
 		var se *json.SyntaxError
@@ -333,9 +341,81 @@ func decodeObject(body []byte, v any) error {
 			}
 			return invalid(field, "wrong type: got JSON %s, want %s", te.Value, te.Type)
 		}
+		// A UUID or status field's own parser failed; its error does not say which field.
+		if field := failingField(trimmed); field != "" {
+			return invalid(field, "%v", err)
+		}
 		return &ValidationError{Reason: err.Error()}
 	}
 	return nil
+}
+
+// nestingDepth returns the deepest nesting of arrays and objects in a JSON text (strings
+// skipped); it does not validate the text.
+func nestingDepth(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// parsedFields are the fields whose values are parsed by a type of their own (UUIDs, the
+// status enum), by dotted path.
+var parsedFields = []struct {
+	path  []string
+	parse func(json.RawMessage) error
+}{
+	{[]string{"task_uuid"}, parseUUID},
+	{[]string{"step_uuid"}, parseUUID},
+	{[]string{"correlation_id"}, parseUUID},
+	{[]string{"task_request", "correlation_id"}, parseUUID},
+	{[]string{"result", "status"}, func(raw json.RawMessage) error { var s StepStatus; return json.Unmarshal(raw, &s) }},
+}
+
+func parseUUID(raw json.RawMessage) error {
+	var id uuid.UUID
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return err
+	}
+	return nil
+}
+
+// failingField finds which parsed field of body does not parse (only called on the error path).
+func failingField(body []byte) string {
+	for _, f := range parsedFields {
+		raw, ok := lookup(body, f.path)
+		if ok && string(raw) != "null" && f.parse(raw) != nil {
+			return strings.Join(f.path, ".")
+		}
+	}
+	return ""
+}
+
+func lookup(body []byte, path []string) (json.RawMessage, bool) {
+	raw := json.RawMessage(body)
+	for _, key := range path {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil {
+			return nil, false
+		}
+		if raw = obj[key]; raw == nil {
+			return nil, false
+		}
+	}
+	return raw, true
 }
 
 // DecodeTaskRequest decodes and validates a task request. A missing correlation_id gets a new
@@ -358,6 +438,9 @@ func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 		if strings.TrimSpace(f.value) == "" {
 			return r, invalid("task_request."+f.name, "required, must be a non-empty string")
 		}
+	}
+	if spec.Priority < math.MinInt32 || spec.Priority > math.MaxInt32 {
+		return r, invalid("task_request.priority", "%d is out of range: want a 32-bit integer", spec.Priority)
 	}
 	for _, f := range []struct{ name, value string }{{"request_id", r.RequestID}, {"task_request.idempotency_key", spec.IdempotencyKey}} {
 		if len(f.value) > MaxKeyLength {
@@ -390,8 +473,8 @@ func DecodeStepResult(body []byte) (StepResult, error) {
 	if r.StepUUID == uuid.Nil {
 		return r, invalid("step_uuid", "required, must be a UUID")
 	}
-	if r.Attempt < 1 {
-		return r, invalid("attempt", "required, must be an integer >= 1")
+	if r.Attempt < 1 || r.Attempt > math.MaxInt32 {
+		return r, invalid("attempt", "required, must be an integer from 1 to %d", math.MaxInt32)
 	}
 	if wire.Result == nil {
 		return r, invalid("result", "required")
@@ -436,8 +519,8 @@ func DecodeStepDispatch(body []byte) (StepDispatch, error) {
 	if d.Handler.Callable == "" {
 		return d, invalid("handler.callable", "required")
 	}
-	if d.Attempt < 1 {
-		return d, invalid("attempt", "required, must be an integer >= 1")
+	if d.Attempt < 1 || d.Attempt > math.MaxInt32 {
+		return d, invalid("attempt", "required, must be an integer from 1 to %d", math.MaxInt32)
 	}
 	return d, nil
 }

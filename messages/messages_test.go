@@ -187,3 +187,49 @@ func TestValidateTaskContext(t *testing.T) {
 		}
 	}
 }
+func TestValuesTheDatabaseCannotHoldAreValidationErrors(t *testing.T) {
+	task, step := uuid.New(), uuid.New()
+	deep := strings.Repeat(`[`, MaxDepth+1) + strings.Repeat(`]`, MaxDepth+1)
+	request := func(extra string) string {
+		return `{"task_request":{"namespace":"d","name":"a","version":"1","context":{}` + extra + `}}`
+	}
+	result := func(attempt, status string) string {
+		return `{"task_uuid":"` + task.String() + `","step_uuid":"` + step.String() + `","attempt":` + attempt + `,"result":{"status":` + status + `}}`
+	}
+	cases := []struct {
+		name, body, field string
+		decode            func([]byte) error
+	}{
+		{"attempt beyond int32", result("2147483648", `"completed"`), "attempt", decodeResult},
+		{"priority beyond int32", request(`,"priority":2147483648`), "task_request.priority", decodeRequest},
+		{"priority below int32", request(`,"priority":-2147483649`), "task_request.priority", decodeRequest},
+		{"bad status", result("1", `"done"`), "result.status", decodeResult},
+		{"bad task uuid", `{"task_uuid":"nope","step_uuid":"` + step.String() + `","attempt":1,"result":{}}`, "task_uuid", decodeResult},
+		{"bad step uuid", `{"task_uuid":"` + task.String() + `","step_uuid":"x","attempt":1,"result":{}}`, "step_uuid", decodeResult},
+		{"bad correlation id", request(`,"correlation_id":"nope"`), "task_request.correlation_id", decodeRequest},
+		{"bad finalization uuid", `{"task_uuid":"12"}`, "task_uuid", func(b []byte) error { _, err := DecodeFinalization(b); return err }},
+		{"nested too deep", request(`,"tags":` + deep), "", decodeRequest},
+	}
+	for _, c := range cases {
+		err := c.decode([]byte(c.body))
+		if err == nil || !IsValidation(err) {
+			t.Errorf("%s: err = %v, want a validation error", c.name, err)
+			continue
+		}
+		if c.field != "" && !strings.Contains(err.Error(), `"`+c.field+`"`) {
+			t.Errorf("%s: error %q does not name %s", c.name, err, c.field)
+		}
+	}
+	// At the limit is fine, and a bracket inside a string does not count.
+	ok := request(`,"tags":["` + strings.Repeat(`[`, 500) + `"]`)
+	if _, err := DecodeTaskRequest([]byte(ok)); err != nil {
+		t.Fatalf("brackets inside a string: %v", err)
+	}
+	atLimit := `{"task_request":{"namespace":"d","name":"a","version":"1","context":` + strings.Repeat(`{"a":`, MaxDepth-2) + `1` + strings.Repeat(`}`, MaxDepth-2) + `}}`
+	if _, err := DecodeTaskRequest([]byte(atLimit)); err != nil {
+		t.Fatalf("nesting at the limit: %v", err)
+	}
+}
+
+func decodeRequest(b []byte) error { _, err := DecodeTaskRequest(b); return err }
+func decodeResult(b []byte) error  { _, err := DecodeStepResult(b); return err }

@@ -59,28 +59,35 @@ func Up(ctx context.Context, pool *pgxpool.Pool, log *zap.Logger) (Report, error
 }
 
 // UpConn is Up on a single connection that the caller owns.
+//
+// Everything runs in one transaction that holds a transaction-level advisory lock: concurrent
+// migrations wait for each other, a failure leaves the database as it was, and nothing is held
+// on the session afterwards. That also makes it safe through a transaction pooler (PgBouncer in
+// transaction mode), which pins a server connection for a transaction but not across them, so a
+// session-level lock could be taken on one backend, released on another and leak.
 func UpConn(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (rep Report, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey); err != nil {
 		return rep, fmt.Errorf("migrate: take lock: %w", err)
 	}
-	defer func() {
-		// A fresh context: the caller's may be done, and a held session lock would block others.
-		if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey); uerr != nil && err == nil {
-			err = fmt.Errorf("migrate: release lock: %w", uerr)
-		}
-	}()
 
-	rep.PGMQ, rep.PGMQVersion, err = ensurePGMQ(ctx, conn)
+	rep.PGMQ, rep.PGMQVersion, err = ensurePGMQ(ctx, tx)
 	if err != nil {
 		return rep, err
 	}
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS tasker"); err != nil {
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS tasker"); err != nil {
 		return rep, fmt.Errorf("migrate: create schema tasker: %w", err)
 	}
-	m, err := migrate.NewMigrator(ctx, conn, VersionTable)
+	// tern runs inside this transaction (DisableTx); its own session lock is taken and released
+	// within it, on the same backend.
+	m, err := migrate.NewMigratorEx(ctx, conn, VersionTable, &migrate.MigratorOptions{DisableTx: true})
 	if err != nil {
 		return rep, fmt.Errorf("migrate: init migrator: %w", err)
 	}
@@ -100,6 +107,9 @@ func UpConn(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (rep Report, e
 	if err := m.Migrate(ctx); err != nil {
 		return rep, fmt.Errorf("migrate: apply migrations: %w", err)
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return rep, fmt.Errorf("migrate: commit: %w", err)
+	}
 	rep.ToVersion = int32(len(m.Migrations))
 	log.Info("database ready", zap.String("pgmq", string(rep.PGMQ)), zap.String("pgmq_version", rep.PGMQVersion),
 		zap.Int32("schema_from", rep.FromVersion), zap.Int32("schema_to", rep.ToVersion))
@@ -109,7 +119,7 @@ func UpConn(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (rep Report, e
 // ensurePGMQ finds or installs PGMQ, preferring in order: the pgmq extension (installed or
 // available), an existing SQL-only install (a pgmq schema with pgmq.send that is not ours), and
 // the bundled schema, which is installed fresh or upgraded in place.
-func ensurePGMQ(ctx context.Context, conn *pgx.Conn) (PGMQSource, string, error) {
+func ensurePGMQ(ctx context.Context, conn pgx.Tx) (PGMQSource, string, error) {
 	var installed, available, hasSend bool
 	var schemaComment *string
 	err := conn.QueryRow(ctx, `
@@ -136,7 +146,7 @@ func ensurePGMQ(ctx context.Context, conn *pgx.Conn) (PGMQSource, string, error)
 		return PGMQSQLOnly, "", nil
 	default:
 		// A fresh install, or an upgrade of an earlier bundled version: the script does both.
-		if err := execScript(ctx, conn, sqlfiles.BundledPGMQ); err != nil {
+		if _, err := conn.Exec(ctx, sqlfiles.BundledPGMQ, pgx.QueryExecModeSimpleProtocol); err != nil {
 			return "", "", fmt.Errorf("migrate: install bundled pgmq: %w", err)
 		}
 		var version string
@@ -145,17 +155,4 @@ func ensurePGMQ(ctx context.Context, conn *pgx.Conn) (PGMQSource, string, error)
 		}
 		return PGMQBundled, version, nil
 	}
-}
-
-// execScript runs a multi-statement script in one transaction (simple protocol: no parameters).
-func execScript(ctx context.Context, conn *pgx.Conn, script string) error {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, script, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
 }
