@@ -188,7 +188,7 @@ type definitionRetry struct {
 	BackoffMax  string `json:"backoff_max"`
 }
 
-func encodeDefinition(t *template.Template) ([]byte, error) {
+func encodeDefinition(t *template.Template) (json.RawMessage, error) {
 	d := definition{
 		Namespace:        t.Namespace,
 		Name:             t.Name,
