@@ -110,7 +110,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	srv := httptest.NewServer(ops.Handler(svc, reg, false))
+	srv := httptest.NewServer(ops.Handler(svc, reg))
 	defer srv.Close()
 
 	resp, err := http.Get(srv.URL + "/healthz")
