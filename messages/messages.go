@@ -27,8 +27,12 @@ func WorkerQueue(namespace string) string { return "worker_" + namespace + "_que
 // (its worker queue, that queue's PGMQ tables and notify channel) within PGMQ's limits.
 const MaxNamespaceLength = 29
 
-// ValidateNamespace reports whether ns can name a namespace: lower case [a-z][a-z0-9_]* and
-// at most MaxNamespaceLength characters. Templates, workers and their queues all follow it.
+// ReservedNamespace is the namespace of the consumer's own queues: a worker namespace of that
+// name would share their notify channel.
+const ReservedNamespace = "orchestration"
+
+// ValidateNamespace reports whether ns can name a namespace: lower case [a-z][a-z0-9_]*, not
+// ReservedNamespace, and at most MaxNamespaceLength characters. Templates, workers and their queues all follow it.
 func ValidateNamespace(ns string) error {
 	if ns == "" {
 		return errors.New("namespace is empty")
@@ -38,6 +42,9 @@ func ValidateNamespace(ns string) error {
 		if !(c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '_')) {
 			return fmt.Errorf("namespace %q is invalid: must be lower case [a-z][a-z0-9_]*", ns)
 		}
+	}
+	if ns == ReservedNamespace {
+		return fmt.Errorf("namespace %q is reserved: the consumer's own queues notify on its channel", ns)
 	}
 	if len(ns) > MaxNamespaceLength {
 		return fmt.Errorf("namespace %q is too long: %d characters, at most %d so that %q fits PGMQ's queue name limit",

@@ -157,10 +157,11 @@ func TestValidateNamespace(t *testing.T) {
 	}
 	for ns, want := range map[string]string{
 		"demo": "", "a": "", "a_1_b": "", longest: "",
-		"":            "namespace is empty",
-		longest + "n": "is too long: 30 characters, at most 29",
-		"Demo":        `namespace "Demo" is invalid: must be lower case`,
-		"1demo":       "is invalid", "_demo": "is invalid", "de-mo": "is invalid", "de.mo": "is invalid", "dé": "is invalid",
+		"":              "namespace is empty",
+		longest + "n":   "is too long: 30 characters, at most 29",
+		"Demo":          `namespace "Demo" is invalid: must be lower case`,
+		"orchestration": "is reserved",
+		"1demo":         "is invalid", "_demo": "is invalid", "de-mo": "is invalid", "de.mo": "is invalid", "dé": "is invalid",
 	} {
 		err := ValidateNamespace(ns)
 		switch {
