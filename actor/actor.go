@@ -22,6 +22,7 @@ const (
 	BatchSizeDefault         = 64
 	VisibilityTimeoutDefault = pgmq.VisibilityTimeoutDefault
 	MaxReadCountDefault      = 5
+	MaxMessageBytesDefault   = 4 << 20
 	ShutdownTimeoutDefault   = 30 * time.Second
 )
 
@@ -48,6 +49,10 @@ type Config struct {
 	// MaxReadCount is how many deliveries a message gets before it is dead-lettered. If 0,
 	// the default of 5 is used.
 	MaxReadCount int
+	// MaxMessageBytes is the largest body handled: a larger one is dead-lettered
+	// (message_too_large) by the claim, in the database, without being read. If 0, the default
+	// of 4 MiB is used.
+	MaxMessageBytes int64
 	// Concurrency is how many batches are processed at once. If 0, the default of 8 is used.
 	Concurrency int
 	// BatchSize is the most messages one transaction handles. If 0, the default of 64 is used.
@@ -110,6 +115,7 @@ func New(cfg Config) (*Actor, error) {
 	}
 	cfg.VisibilityTimeout = cmp.Or(cfg.VisibilityTimeout, VisibilityTimeoutDefault)
 	cfg.MaxReadCount = cmp.Or(cfg.MaxReadCount, MaxReadCountDefault)
+	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, MaxMessageBytesDefault)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, BatchSizeDefault)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, ShutdownTimeoutDefault)
@@ -143,7 +149,7 @@ func (cfg *Config) validate() error {
 		name     string
 		negative bool
 	}{
-		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0},
+		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0}, {"MaxMessageBytes", cfg.MaxMessageBytes < 0},
 		{"Concurrency", cfg.Concurrency < 0}, {"BatchSize", cfg.BatchSize < 0}, {"ShutdownTimeout", cfg.ShutdownTimeout < 0},
 	} {
 		if f.negative {

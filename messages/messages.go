@@ -309,6 +309,7 @@ const (
 	ReasonMaxReadCount    = "max_read_count_exceeded"
 	ReasonPermanentError  = "permanent_error"
 	ReasonRetriesExceeded = "handler_failed_max_read_count"
+	ReasonMessageTooLarge = "message_too_large"
 )
 
 // OriginalBody returns body as JSON when it is valid JSON, else as a JSON string of its text,

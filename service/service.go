@@ -66,7 +66,8 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 	s.actor, err = actor.New(actor.Config{
 		Pool: pool, Commands: s.cmds, Notifications: s.notifications, InFlight: s.inFlight, Handlers: handlers,
 		VisibilityTimeout: cfg.VisibilityTimeout, MaxReadCount: cfg.MaxReadCount, Concurrency: cfg.Concurrency,
-		BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, Observer: observer, Logger: log.Named("actor"),
+		BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, MaxMessageBytes: int64(cfg.MaxMessageBytes),
+		Observer: observer, Logger: log.Named("actor"),
 	})
 	if err != nil {
 		return nil, err
