@@ -144,20 +144,28 @@ func (s *Service) Commands() *commands.CommandChannel { return s.cmds }
 
 // Run runs the pipeline until ctx ends, then drains (see the package documentation).
 func (s *Service) Run(ctx context.Context) error {
+	// A part that fails for good stops the others: a consumer without its listener or actor
+	// must end rather than run half-working.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f(ctx); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
+				stop()
 			}
 		}()
 	}
 	run("actor", s.actor.Run)
 	run("dispatcher", s.dispatcher.Run)
 	run("poller", s.poller.Run)
+	if s.cfg.Mode == config.ModeEventDriven {
+		run("redelivery poll", s.pollForRedeliveries)
+	}
 	if s.listener != nil {
 		run("listener", s.listener.Run)
 	} else {
@@ -172,6 +180,23 @@ func (s *Service) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// pollForRedeliveries asks the poller for a full poll once per visibility timeout, in
+// event_driven mode: NOTIFY never announces a message whose visibility timeout ran out (a
+// delivery that failed) or a delayed one, so without this they would wait for the next
+// reconnect. Once per visibility timeout retries them on time at almost no cost.
+func (s *Service) pollForRedeliveries(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.VisibilityTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.poller.TriggerAll()
+		}
+	}
 }
 
 // Health asks the actor for its SystemHealth report.
