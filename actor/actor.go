@@ -12,7 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/depth"
 	"github.com/tasker-systems/consumer/internal/testsignal"
+	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -40,6 +42,9 @@ type Config struct {
 	Control *commands.CommandChannel
 	// Notifications is only read for its saturation in health reports; may be nil.
 	Notifications *commands.NotificationChannel
+	// Depths reads the orchestration queues' and the DLQ's depths for health reports; it
+	// should be cheap and cached (internal/depth). If nil, a reader of those queues is made.
+	Depths Depths
 	// InFlight is shared with the dispatcher. If nil, a private set is used.
 	InFlight *commands.InFlight
 	Handlers Handlers
@@ -67,6 +72,11 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock of statistics, latencies and dead letters. If nil, time.Now is used.
 	Now func() time.Time
+}
+
+// Depths reads queue depths.
+type Depths interface {
+	Read(ctx context.Context) (depth.Reading, error)
 }
 
 // Observer receives measurements; implementations must be safe for concurrent use.
@@ -123,6 +133,13 @@ func New(cfg Config) (*Actor, error) {
 	cfg.Observer = cmp.Or[Observer](cfg.Observer, nopObserver{})
 	if cfg.InFlight == nil {
 		cfg.InFlight = commands.NewInFlight()
+	}
+	if cfg.Depths == nil {
+		d, err := depth.New(depth.Config{DB: cfg.Pool, Queues: append(commands.Queues(), messages.QueueDLQ)})
+		if err != nil {
+			return nil, fmt.Errorf("actor: %w", err)
+		}
+		cfg.Depths = d
 	}
 	if cfg.Control == nil {
 		cfg.Control = commands.NewChannel[commands.Command]("orchestration_control", controlBuffer)

@@ -16,6 +16,7 @@ import (
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/config"
 	"github.com/tasker-systems/consumer/dispatch"
+	"github.com/tasker-systems/consumer/internal/depth"
 	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/listener"
 	"github.com/tasker-systems/consumer/messages"
@@ -40,6 +41,7 @@ type Service struct {
 	poller        *poller.Poller
 	dispatcher    *dispatch.Dispatcher
 	actor         *actor.Actor
+	depths        *depth.Reader
 
 	testSignals testSignals
 }
@@ -62,9 +64,14 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 	if reg != nil {
 		observer = metrics.NewObserver(reg)
 	}
-	var err error
+	// One cached, bounded reading of the consumer's own queues serves health and metrics.
+	depths, err := depth.New(depth.Config{DB: pool, Queues: append(commands.Queues(), messages.QueueDLQ)})
+	if err != nil {
+		return nil, err
+	}
+	s.depths = depths
 	s.actor, err = actor.New(actor.Config{
-		Pool: pool, Commands: s.cmds, Notifications: s.notifications, InFlight: s.inFlight, Handlers: handlers,
+		Pool: pool, Commands: s.cmds, Depths: depths, Notifications: s.notifications, InFlight: s.inFlight, Handlers: handlers,
 		VisibilityTimeout: cfg.VisibilityTimeout, MaxReadCount: cfg.MaxReadCount, Concurrency: cfg.Concurrency,
 		BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, MaxMessageBytes: int64(cfg.MaxMessageBytes),
 		Observer: observer, Logger: log.Named("actor"),
@@ -119,7 +126,7 @@ func (s *Service) pollCapacity() int {
 
 func (s *Service) register(reg prometheus.Registerer) {
 	metrics.RegisterChannels(reg, s.notifications, s.cmds)
-	reg.MustRegister(metrics.NewQueueCollector(s.pool, messages.QueueDLQ))
+	reg.MustRegister(metrics.NewQueueCollector(s.depths, messages.QueueDLQ))
 	metrics.RegisterCounter(reg, "poller_cycles_total", "Fallback poller rounds.", s.poller.Cycles)
 	metrics.RegisterCounter(reg, "poller_discovered_total", "Message ids the fallback poller discovered.", s.poller.Discovered)
 	metrics.RegisterCounter(reg, "poller_errors_total", "Failed polls.", s.poller.Errors)
