@@ -426,8 +426,9 @@ func lookup(body []byte, path []string) (json.RawMessage, bool) {
 	return raw, true
 }
 
-// DecodeTaskRequest decodes and validates a task request. A missing correlation_id gets a new
-// UUID (v7, so ids sort by creation time).
+// DecodeTaskRequest decodes and validates a task request. A missing correlation_id is derived
+// from the body (a name-based UUID), so every delivery of one message, including the ones that
+// fail, logs the same correlation id.
 func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 	var wire struct {
 		RequestID   string           `json:"request_id,omitempty"`
@@ -458,7 +459,10 @@ func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 	if err := ValidateTaskContext(spec.Context); err != nil {
 		return r, err
 	}
-	return r, spec.defaultCorrelationID()
+	if spec.CorrelationID == uuid.Nil {
+		spec.CorrelationID = uuid.NewSHA1(uuid.NameSpaceOID, body)
+	}
+	return r, nil
 }
 
 // DecodeStepResult decodes and validates a step result. An empty status is derived from

@@ -46,8 +46,14 @@ func TestDecodeTaskRequestDefaultsAndUnknownFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.TaskRequest.CorrelationID == uuid.Nil || r.TaskRequest.CorrelationID.Version() != 7 {
-		t.Fatalf("correlation id = %v, want a new v7 UUID", r.TaskRequest.CorrelationID)
+	if r.TaskRequest.CorrelationID == uuid.Nil || r.TaskRequest.CorrelationID.Version() != 5 {
+		t.Fatalf("correlation id = %v, want one derived from the body", r.TaskRequest.CorrelationID)
+	}
+	// Every delivery of the same body gets the same one; another body another.
+	again, _ := DecodeTaskRequest([]byte(`{"task_request":{"namespace":"d","name":"a","version":"1","context":{"n":1},"surprise":true},"extra":1}`))
+	other, _ := DecodeTaskRequest([]byte(`{"task_request":{"namespace":"d","name":"a","version":"1","context":{"n":2}}}`))
+	if again.TaskRequest.CorrelationID != r.TaskRequest.CorrelationID || other.TaskRequest.CorrelationID == r.TaskRequest.CorrelationID {
+		t.Fatalf("derived correlation ids: %v, %v, %v", r.TaskRequest.CorrelationID, again.TaskRequest.CorrelationID, other.TaskRequest.CorrelationID)
 	}
 }
 
