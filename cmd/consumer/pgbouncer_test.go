@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -61,9 +62,11 @@ func TestThroughPgBouncerTransactionPooling(t *testing.T) {
 		cmd := exec.CommandContext(ctx, bins.Consumer, args...)
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
 			return ee.ExitCode(), string(out)
-		} else if err != nil {
+		case err != nil:
 			return -1, err.Error()
 		}
 		return 0, string(out)
