@@ -82,7 +82,8 @@ type Depths interface {
 // Observer receives measurements; implementations must be safe for concurrent use.
 type Observer interface {
 	// MessageDone is called once per message outcome: handling took handlerTime, and
-	// sinceReceived is the time from the notification (or poll) to the end of handling.
+	// sinceReceived is the time from the notification (or poll) to the start of its handler
+	// (to the outcome, for a message that never reached one).
 	MessageDone(queue string, outcome commands.Outcome, handlerTime, sinceReceived time.Duration)
 	// BatchDone is called once per transaction.
 	BatchDone(queue string, size int, took time.Duration, committed bool)

@@ -626,3 +626,27 @@ func TestOversizedMessagesAreDeadLetteredWithoutBeingRead(t *testing.T) {
 		t.Fatalf("dead letters = %d, want one message_too_large carrying the original body", len(dl))
 	}
 }
+
+// A batch whose claim fails (here: the claim function is missing) fails its messages; they are
+// not "not found", which would hide a broken database behind a normal race outcome.
+func TestAFailedClaimIsAFailureNotANotFound(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	q := messages.QueueTaskRequests
+	id := h.Send(q, recorder.TaskRequest("claimless", `{}`))
+	rename := func(from, to string) {
+		t.Helper()
+		sql := fmt.Sprintf("ALTER FUNCTION tasker.%s(text, bigint[], integer, bigint) RENAME TO %s", from, to)
+		if _, err := h.DB.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rename("pgmq_read_specific_messages", "pgmq_read_specific_messages_away")
+	if out := h.process(q, id); out.Outcome != commands.OutcomeFailed || out.Err == nil {
+		t.Fatalf("outcome with a failing claim = %v (%v), want failed", out.Outcome, out.Err)
+	}
+	rename("pgmq_read_specific_messages_away", "pgmq_read_specific_messages")
+	if out := h.process(q, id); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("outcome once the claim works = %v (%v), want processed", out.Outcome, out.Err)
+	}
+}

@@ -40,6 +40,12 @@ func (a *Actor) runBatch(batch []commands.ProcessMessage) {
 	queue := batch[0].Queue
 	start := a.now()
 	items, notFound, committed, err := a.processBatch(ctx, queue, batch)
+	if err != nil && items == nil && notFound == nil {
+		// Failed before or during the claim: no message was found missing, every one failed.
+		for _, w := range batch {
+			items = append(items, &item{w: w})
+		}
+	}
 	if err != nil {
 		// The transaction did not commit: no effect and no ack for any message, and its claims
 		// are undone, so those messages are visible again right away.
@@ -65,14 +71,14 @@ func (a *Actor) runBatch(batch []commands.ProcessMessage) {
 func (a *Actor) processBatch(ctx context.Context, queue string, batch []commands.ProcessMessage) (items []*item, notFound []commands.ProcessMessage, committed bool, err error) {
 	tx, err := a.cfg.Pool.Begin(ctx)
 	if err != nil {
-		return nil, batch, false, fmt.Errorf("begin: %w", err)
+		return nil, nil, false, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	// The savepoint the handlers roll back to on a failure goes in the claim's round trip.
 	items, notFound, err = a.claim(ctx, tx, queue, batch)
 	if err != nil {
-		return nil, batch, false, err
+		return nil, nil, false, err
 	}
 	var runnable []*item
 	for _, it := range items {
@@ -343,7 +349,11 @@ func (a *Actor) finish(it *item) {
 	w := it.w
 	ref := w.Ref()
 	a.cfg.InFlight.Remove(ref)
-	a.obs.MessageDone(w.Queue, it.outcome, it.took, a.now().Sub(w.ReceivedAt))
+	handled := it.started
+	if handled.IsZero() { // never reached a handler (not found, dead-lettered unread, failed batch)
+		handled = a.now()
+	}
+	a.obs.MessageDone(w.Queue, it.outcome, it.took, handled.Sub(w.ReceivedAt))
 	a.logOutcome(ref, it)
 	out := commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}
 	execute(a, w.Kind, it.outcome, w.Reply, out, nil)

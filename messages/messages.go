@@ -536,3 +536,33 @@ func DecodeStepDispatch(body []byte) (StepDispatch, error) {
 	}
 	return d, nil
 }
+
+// StripNUL returns the JSON text b with every NUL character in its strings (the escape \u0000)
+// replaced by U+FFFD. PostgreSQL's jsonb cannot store NUL, so a body carrying one would be
+// refused by every send; workers apply this to what they report (an error text from a C
+// library, binary output) so that the step still reaches an outcome.
+func StripNUL(b []byte) []byte {
+	const nul = `\u0000`
+	if !bytes.Contains(b, []byte(nul)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' {
+			if bytes.HasPrefix(b[i:], []byte(nul)) {
+				out = append(out, `\ufffd`...)
+				i += len(nul) - 1
+				continue
+			}
+			// Any other escape: copy it whole, so an escaped backslash is never read as the
+			// start of an escape.
+			if i+1 < len(b) {
+				out = append(out, b[i], b[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out
+}

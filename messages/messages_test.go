@@ -240,3 +240,25 @@ func TestValuesTheDatabaseCannotHoldAreValidationErrors(t *testing.T) {
 
 func decodeRequest(b []byte) error { _, err := DecodeTaskRequest(b); return err }
 func decodeResult(b []byte) error  { _, err := DecodeStepResult(b); return err }
+
+func TestStripNUL(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":"x\u0000y"}`:     `{"a":"x\ufffdy"}`,
+		`{"a":"\\u0000"}`:      `{"a":"\\u0000"}`, // an escaped backslash, then the text u0000
+		`{"a":"\\\u0000"}`:     `{"a":"\\\ufffd"}`,
+		`{"\u0000":1}`:         `{"\ufffd":1}`,
+		`{"plain":"text"}`:     `{"plain":"text"}`,
+		`{"a":"\u00001"}`:      `{"a":"\ufffd1"}`,
+		`{"a":"\u0001\u0000"}`: `{"a":"\u0001\ufffd"}`,
+	} {
+		got := StripNUL([]byte(in))
+		if string(got) != want || !json.Valid(got) {
+			t.Errorf("StripNUL(%s) = %s, want %s", in, got, want)
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"error": "bad\x00byte"})
+	var back map[string]string
+	if err := json.Unmarshal(StripNUL(body), &back); err != nil || strings.ContainsRune(back["error"], 0) {
+		t.Fatalf("round trip: %q %v", back, err)
+	}
+}
