@@ -109,7 +109,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); _ = <-done }()
 	srv := httptest.NewServer(ops.Handler(svc, reg))
 	defer srv.Close()
 

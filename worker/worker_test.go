@@ -635,7 +635,7 @@ func TestCommitGroupSendsOnlyTheResultsWhoseDispatchItDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []error{nil, errAlreadyDeleted, nil} {
-		if got := <-group[i].done; got != want {
+		if got := <-group[i].done; !errors.Is(got, want) || (want == nil && got != nil) {
 			t.Fatalf("request %d: %v, want %v", i, got, want)
 		}
 	}
