@@ -109,7 +109,12 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); _ = <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("service run: %v", err)
+		}
+	}()
 	srv := httptest.NewServer(ops.Handler(svc, reg))
 	defer srv.Close()
 
