@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/internal/testsignal"
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -291,9 +292,7 @@ func connConfig(connString, appName string) (*pgx.ConnConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener: parse ConnString: %w", err)
 	}
-	if cfg.RuntimeParams["application_name"] == "" && !strings.Contains(connString, "application_name") {
-		cfg.RuntimeParams["application_name"] = appName
-	}
+	appname.Default(cfg.RuntimeParams, appName)
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = ConnectTimeoutDefault
 	}
@@ -396,7 +395,7 @@ func (r *listenRun) listenedOn(ctx context.Context) {
 	r.backoff.Reset()
 	r.connects++
 	n := r.connects
-	appName := r.cfg.RuntimeParams["application_name"]
+	appName := r.cfg.RuntimeParams[appname.Param]
 	if n > 1 {
 		r.l.reconnects.Add(1)
 		down := time.Duration(r.mono() - r.downSince.Load())
@@ -450,7 +449,7 @@ func (h queueHandler) HandleNotification(_ context.Context, n *pgconn.Notificati
 		r.l.malformed.Add(1)
 		known := ev.Queue != "" && r.serves(ev.Queue)
 		r.log.Warn("listener: malformed notification", zap.String("channel", n.Channel),
-			zap.String("payload", truncate(n.Payload, 200)), zap.Bool("poll_queue", known), zap.Error(err))
+			zap.String("payload", textutil.Truncate(n.Payload, 200)), zap.Bool("poll_queue", known), zap.Error(err))
 		if known {
 			r.queueReady(ev.Queue)
 		}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tasker-systems/consumer/internal/timeutil"
 )
 
 // DB is satisfied by *pgxpool.Pool, *pgx.Conn and pgx.Tx.
@@ -196,7 +198,8 @@ func checkQueue(queue string) error {
 	return nil
 }
 
-// seconds converts a duration to PGMQ's integer seconds, rounding up.
+// seconds converts a duration to PGMQ's integer seconds, rounding up; a negative or too long
+// duration is an error here rather than saturated.
 func seconds(what string, d time.Duration) (int32, error) {
 	if d < 0 {
 		return 0, fmt.Errorf("negative %s %v", what, d)
@@ -204,7 +207,7 @@ func seconds(what string, d time.Duration) (int32, error) {
 	if d > math.MaxInt32*time.Second {
 		return 0, fmt.Errorf("%s %v is too long", what, d)
 	}
-	return int32((d + time.Second - 1) / time.Second), nil
+	return timeutil.CeilSeconds(d), nil
 }
 
 func checkBody(body json.RawMessage) error {
