@@ -16,6 +16,7 @@ import (
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // item is one claimed message in a batch.
@@ -104,7 +105,7 @@ func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []comm
 	}
 	var msgs []pgmq.Message
 	b := &pgx.Batch{}
-	if err := pgmq.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
+	if err := tasker.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
 		return nil, nil, err
 	}
 	b.Queue("SAVEPOINT handlers")

@@ -67,8 +67,8 @@ type Listener struct {
 	// already sets one. If empty, the default of "consumer-listener" is used.
 	ApplicationName string
 
-	// Channel is the notification channel to LISTEN on, for example pgmq.OrchestrationChannel
-	// or pgmq.NotifyChannel("worker_<ns>_queue"). Required.
+	// Channel is the notification channel to LISTEN on, for example tasker.OrchestrationChannel
+	// or tasker.NotifyChannel("worker_<ns>_queue"). Required.
 	Channel string
 
 	// Queues are the queues this listener serves. Events for any other queue are logged at

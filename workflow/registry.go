@@ -15,6 +15,7 @@ import (
 
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 	"github.com/tasker-systems/consumer/template"
 )
 
@@ -87,7 +88,7 @@ func Register(ctx context.Context, db *pgxpool.Pool, templates []*template.Templ
 		if err := pgmq.Create(ctx, tx, q); err != nil {
 			return fmt.Errorf("register templates: create worker queue: %w", err)
 		}
-		if err := pgmq.EnableNotify(ctx, tx, q); err != nil {
+		if err := tasker.EnableNotify(ctx, tx, q); err != nil {
 			return fmt.Errorf("register templates: enable notify: %w", err)
 		}
 	}

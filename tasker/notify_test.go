@@ -1,4 +1,4 @@
-package pgmq_test
+package tasker_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // readyEvent is the JSON payload of the queue notify trigger (see docs/protocol.md).
@@ -100,22 +101,22 @@ func TestNotifyMessageReady(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	id := send(t, ctx, db.Pool, queue, `{"task":"x"}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), queue, id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 
 	// The other orchestration queues share the channel.
 	id = send(t, ctx, db.Pool, "orchestration_step_results", `{}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), "orchestration_step_results", id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), "orchestration_step_results", id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyOnlyAfterCommit(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_step_results"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -124,12 +125,12 @@ func TestNotifyOnlyAfterCommit(t *testing.T) {
 	id := send(t, ctx, tx, queue, `{}`)
 	// While tx is open its notification is pending: the sentinel, committed after the send
 	// but before tx, must arrive first.
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), queue, id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 
 	// A rolled-back send is never announced.
 	tx, err = db.Pool.Begin(ctx)
@@ -140,30 +141,30 @@ func TestNotifyOnlyAfterCommit(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyBatchReady(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_finalizations"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	sent, err := pgmq.SendBatch(ctx, db.Pool, queue, []json.RawMessage{body(`{"n":1}`), body(`{"n":2}`), body(`{"n":3}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := nextEvent(t, ctx, conn, pgmq.OrchestrationChannel)
+	ev := nextEvent(t, ctx, conn, tasker.OrchestrationChannel)
 	if ev.EventType != "batch_ready" || ev.QueueName != queue || ev.MsgID != nil || !slices.Equal(sorted(ev.MsgIDs), sorted(sent)) {
 		t.Fatalf("event %+v, want batch_ready %s %v", ev, queue, sent)
 	}
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyQueueReadyWhenIDsDoNotFit(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	// Ids 1..2000 take 8892 bytes as a JSON array (6893 digits, 1999 commas): over the limit.
 	bodies := make([]json.RawMessage, 2000)
 	for i := range bodies {
@@ -176,18 +177,18 @@ func TestNotifyQueueReadyWhenIDsDoNotFit(t *testing.T) {
 	if len(sent) != len(bodies) {
 		t.Fatalf("sent %d", len(sent))
 	}
-	ev := nextEvent(t, ctx, conn, pgmq.OrchestrationChannel)
+	ev := nextEvent(t, ctx, conn, tasker.OrchestrationChannel)
 	if ev.EventType != "queue_ready" || ev.QueueName != queue || ev.MsgID != nil || ev.MsgIDs != nil {
 		t.Fatalf("event %+v, want queue_ready %s", ev, queue)
 	}
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyDelayedNotAnnounced(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	if _, err := pgmq.Send(ctx, db.Pool, queue, body(`{"later":true}`), pgmq.SendOptions{Delay: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
@@ -195,15 +196,15 @@ func TestNotifyDelayedNotAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := send(t, ctx, db.Pool, queue, `{"now":true}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), queue, id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyWorkerQueue(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "worker_demo_queue"
-	channel := pgmq.NotifyChannel(queue)
+	channel := tasker.NotifyChannel(queue)
 	if channel != "pgmq_message_ready.demo" {
 		t.Fatalf("NotifyChannel(%s) = %s", queue, channel)
 	}
@@ -212,7 +213,7 @@ func TestNotifyWorkerQueue(t *testing.T) {
 	}
 	// Enabling twice is harmless: still one notification per statement.
 	for range 2 {
-		if err := pgmq.EnableNotify(ctx, db.Pool, queue); err != nil {
+		if err := tasker.EnableNotify(ctx, db.Pool, queue); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,9 +231,9 @@ func TestNoNotifyWithoutEnable(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, queue); err != nil {
 		t.Fatal(err)
 	}
-	conn := listen(t, ctx, db, pgmq.NotifyChannel(queue))
+	conn := listen(t, ctx, db, tasker.NotifyChannel(queue))
 	send(t, ctx, db.Pool, queue, `{}`)
-	expectNoMore(t, ctx, db, conn, pgmq.NotifyChannel(queue))
+	expectNoMore(t, ctx, db, conn, tasker.NotifyChannel(queue))
 }
 
 func TestNotifyChannelMatchesSQL(t *testing.T) {
@@ -249,11 +250,11 @@ func TestNotifyChannelMatchesSQL(t *testing.T) {
 		if err := db.Pool.QueryRow(ctx, "SELECT tasker.queue_notify_channel($1::text)", name).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		if got := pgmq.NotifyChannel(name); got != want {
+		if got := tasker.NotifyChannel(name); got != want {
 			t.Errorf("NotifyChannel(%q) = %q, SQL says %q", name, got, want)
 		}
 	}
-	if got := pgmq.NotifyChannel("orchestration_task_requests"); got != pgmq.OrchestrationChannel {
+	if got := tasker.NotifyChannel("orchestration_task_requests"); got != tasker.OrchestrationChannel {
 		t.Errorf("orchestration channel %q", got)
 	}
 }
@@ -267,8 +268,8 @@ func TestEnableNotifyRejectsOverlongChannel(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, queue); err != nil {
 		t.Fatal(err)
 	}
-	err := pgmq.EnableNotify(ctx, db.Pool, queue)
-	if err == nil || !strings.Contains(err.Error(), "pgmq: enable_notify "+queue+": ") {
+	err := tasker.EnableNotify(ctx, db.Pool, queue)
+	if err == nil || !strings.Contains(err.Error(), "tasker: enable_notify "+queue+": ") {
 		t.Fatalf("EnableNotify(%s) = %v, want an error", queue, err)
 	}
 	var pgErr *pgconn.PgError
@@ -284,13 +285,13 @@ func TestEnableNotifyRejectsOverlongChannel(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, ok); err != nil {
 		t.Fatal(err)
 	}
-	if err := pgmq.EnableNotify(ctx, db.Pool, ok); err != nil {
+	if err := tasker.EnableNotify(ctx, db.Pool, ok); err != nil {
 		t.Fatal(err)
 	}
-	conn := listen(t, ctx, db, pgmq.NotifyChannel(ok))
+	conn := listen(t, ctx, db, tasker.NotifyChannel(ok))
 	id := send(t, ctx, db.Pool, ok, `{}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.NotifyChannel(ok)), ok, id)
-	if n := len(pgmq.NotifyChannel(ok)); n != 63 {
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.NotifyChannel(ok)), ok, id)
+	if n := len(tasker.NotifyChannel(ok)); n != 63 {
 		t.Fatalf("channel length %d", n)
 	}
 }
