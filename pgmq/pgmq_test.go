@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -29,101 +28,7 @@ var (
 
 const testQueue = "jobs"
 
-// setup gives a test its own migrated database with testQueue created.
-func setup(t *testing.T) (context.Context, *testdb.DB) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	t.Cleanup(cancel)
-	db := testdb.New(t, 4)
-	if err := pgmq.Create(ctx, db.Pool, testQueue); err != nil {
-		t.Fatal(err)
-	}
-	return ctx, db
-}
-
 func body(s string) json.RawMessage { return json.RawMessage(s) }
-
-// assertJSON compares JSON semantically (jsonb normalizes spacing and key order).
-func assertJSON(t *testing.T, what string, got, want json.RawMessage) {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("%s: %q is not JSON: %v", what, got, err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("%s: bad expectation %q: %v", what, want, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("%s = %s, want %s", what, got, want)
-	}
-}
-
-func send(t *testing.T, ctx context.Context, db pgmq.DB, queue, b string) int64 {
-	t.Helper()
-	id, err := pgmq.Send(ctx, db, queue, body(b), pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-func ids(msgs []pgmq.Message) []int64 {
-	out := make([]int64, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
-	}
-	return out
-}
-
-func sorted(ids []int64) []int64 {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return out
-}
-
-// makeVisible moves the messages' vt into the past, as if their visibility timeout expired.
-func makeVisible(t *testing.T, ctx context.Context, db pgmq.DB, queue string, msgIDs ...int64) {
-	t.Helper()
-	sql := fmt.Sprintf("UPDATE %s SET vt = now() - interval '1 second' WHERE msg_id = ANY($1)",
-		pgx.Identifier{"pgmq", "q_" + queue}.Sanitize())
-	tag, err := db.Exec(ctx, sql, msgIDs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tag.RowsAffected() != int64(len(msgIDs)) {
-		t.Fatalf("makeVisible updated %d rows, want %d", tag.RowsAffected(), len(msgIDs))
-	}
-}
-
-// clock returns the database server's current time (clock_timestamp, not the transaction's).
-func clock(t *testing.T, ctx context.Context, db pgmq.DB) time.Time {
-	t.Helper()
-	var now time.Time
-	if err := db.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&now); err != nil {
-		t.Fatal(err)
-	}
-	return now
-}
-
-// assertVTAfter checks that vt was set to (server clock at the call) + want, the call having
-// happened between before and after (both read from the server's clock).
-func assertVTAfter(t *testing.T, vt, before, after time.Time, want time.Duration) {
-	t.Helper()
-	const slack = 50 * time.Millisecond
-	lo, hi := before.Add(want-slack), after.Add(want+slack)
-	if vt.Before(lo) || vt.After(hi) {
-		t.Fatalf("vt = %v, want between %v and %v (now + %v)", vt, lo, hi, want)
-	}
-}
-
-func queueLength(t *testing.T, ctx context.Context, db pgmq.DB, queue string) int64 {
-	t.Helper()
-	m, err := pgmq.QueueMetrics(ctx, db, queue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Length
-}
 
 // failingDB fails the test on any query: for arguments that must be rejected client-side.
 type failingDB struct{ t *testing.T }
@@ -283,7 +188,7 @@ func TestBadArgumentsNeverReachTheDatabase(t *testing.T) {
 
 func TestErrorNamesOperationQueueAndMessage(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	_, err := pgmq.Delete(ctx, db.Pool, "no_such_queue", 42)
 	if err == nil {
 		t.Fatal("delete on a missing queue: no error")
@@ -303,7 +208,7 @@ func TestErrorNamesOperationQueueAndMessage(t *testing.T) {
 
 func TestQueueLifecycle(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	// Creating an existing queue is a no-op.
 	if err := pgmq.Create(ctx, db.Pool, testQueue); err != nil {
 		t.Fatalf("second create: %v", err)
@@ -326,13 +231,13 @@ func TestQueueLifecycle(t *testing.T) {
 	}
 
 	for i := range 3 {
-		send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
+		pgmqtest.Send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
 	}
 	n, err := pgmq.PurgeQueue(ctx, db.Pool, testQueue)
 	if err != nil || n != 3 {
 		t.Fatalf("PurgeQueue = %d, %v; want 3", n, err)
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 0 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 0 {
 		t.Fatalf("length after purge = %d", l)
 	}
 
@@ -357,7 +262,7 @@ func TestQueueLifecycle(t *testing.T) {
 
 func TestSendReadDelete(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	id, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"task":"a","n":1}`), pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +278,7 @@ func TestSendReadDelete(t *testing.T) {
 	if m.ID != id || m.ReadCount != 1 {
 		t.Errorf("message = %+v, want id %d read_ct 1", m, id)
 	}
-	assertJSON(t, "body", m.Body, body(`{"n":1,"task":"a"}`))
+	pgmqtest.AssertJSON(t, "body", m.Body, body(`{"n":1,"task":"a"}`))
 	if m.Headers != nil {
 		t.Errorf("headers = %s, want nil", m.Headers)
 	}
@@ -392,7 +297,7 @@ func TestSendReadDelete(t *testing.T) {
 	if err != nil || deleted {
 		t.Fatalf("second Delete = %v, %v; want false", deleted, err)
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 0 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 0 {
 		t.Fatalf("length after delete = %d", l)
 	}
 }
@@ -400,8 +305,8 @@ func TestSendReadDelete(t *testing.T) {
 // Handlers ack inside their own transaction: the delete is undone with it.
 func TestDeleteInRolledBackTransaction(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -425,7 +330,7 @@ func TestDeleteInRolledBackTransaction(t *testing.T) {
 
 func TestHeadersRoundTrip(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	headers := body(`{"trace_id":"abc","attempt":2}`)
 	one, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"k":1}`), pgmq.SendOptions{Headers: headers})
 	if err != nil {
@@ -444,13 +349,13 @@ func TestHeadersRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(append([]int64{one}, batch...), plain...)
-	if !slices.Equal(ids(msgs), want) {
-		t.Fatalf("read ids %v, want %v", ids(msgs), want)
+	if !slices.Equal(pgmqtest.IDs(msgs), want) {
+		t.Fatalf("read ids %v, want %v", pgmqtest.IDs(msgs), want)
 	}
 	for i, m := range msgs {
-		assertJSON(t, "body", m.Body, body(fmt.Sprintf(`{"k":%d}`, i+1)))
+		pgmqtest.AssertJSON(t, "body", m.Body, body(fmt.Sprintf(`{"k":%d}`, i+1)))
 		if i < 3 {
-			assertJSON(t, "headers", m.Headers, headers)
+			pgmqtest.AssertJSON(t, "headers", m.Headers, headers)
 		} else if m.Headers != nil {
 			t.Errorf("message %d headers = %s, want nil", m.ID, m.Headers)
 		}
@@ -459,7 +364,7 @@ func TestHeadersRoundTrip(t *testing.T) {
 
 func TestSendBatchReturnsIDsInOrder(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	bodies := make([]json.RawMessage, 5)
 	for i := range bodies {
 		bodies[i] = body(fmt.Sprintf(`{"i":%d}`, i))
@@ -475,19 +380,19 @@ func TestSendBatchReturnsIDsInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ids(msgs), got) {
-		t.Fatalf("read ids %v, sent %v", ids(msgs), got)
+	if !slices.Equal(pgmqtest.IDs(msgs), got) {
+		t.Fatalf("read ids %v, sent %v", pgmqtest.IDs(msgs), got)
 	}
 	for i, m := range msgs {
-		assertJSON(t, "body", m.Body, bodies[i])
+		pgmqtest.AssertJSON(t, "body", m.Body, bodies[i])
 	}
 }
 
 // Two readers never get the same message, and the second does not wait for the first.
 func TestConcurrentReadersSkipLocked(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{"only":true}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{"only":true}`)
 
 	tx1, err := db.Pool.Begin(ctx)
 	if err != nil {
@@ -512,7 +417,7 @@ func TestConcurrentReadersSkipLocked(t *testing.T) {
 		t.Fatalf("second reader: %v", err)
 	}
 	if len(second) != 0 {
-		t.Fatalf("second reader got %v while the first holds the message", ids(second))
+		t.Fatalf("second reader got %v while the first holds the message", pgmqtest.IDs(second))
 	}
 	if err := tx1.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -526,8 +431,8 @@ func TestConcurrentReadersSkipLocked(t *testing.T) {
 
 func TestExpiredVTRedelivers(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	first, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 1)
 	if err != nil || len(first) != 1 || first[0].ReadCount != 1 {
 		t.Fatalf("first read = %+v, %v", first, err)
@@ -535,7 +440,7 @@ func TestExpiredVTRedelivers(t *testing.T) {
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 1); err != nil || len(msgs) != 0 {
 		t.Fatalf("read during vt = %+v, %v", msgs, err)
 	}
-	makeVisible(t, ctx, db.Pool, testQueue, id)
+	pgmqtest.MakeVisible(t, ctx, db.Pool, testQueue, id)
 	again, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 1)
 	if err != nil || len(again) != 1 {
 		t.Fatalf("read after vt expiry = %+v, %v", again, err)
@@ -547,26 +452,26 @@ func TestExpiredVTRedelivers(t *testing.T) {
 
 func TestReadVTRoundsUpToWholeSeconds(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	send(t, ctx, db.Pool, testQueue, `{}`)
-	before := clock(t, ctx, db.Pool)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
+	before := pgmqtest.Clock(t, ctx, db.Pool)
 	msgs, err := pgmq.Read(ctx, db.Pool, testQueue, time.Millisecond, 1)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("Read = %v, %v", msgs, err)
 	}
-	after := clock(t, ctx, db.Pool)
-	assertVTAfter(t, msgs[0].VT, before, after, time.Second)
+	after := pgmqtest.Clock(t, ctx, db.Pool)
+	pgmqtest.AssertVTAfter(t, msgs[0].VT, before, after, time.Second)
 }
 
 func TestDelayHidesMessage(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	before := clock(t, ctx, db.Pool)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	before := pgmqtest.Clock(t, ctx, db.Pool)
 	id, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"later":true}`), pgmq.SendOptions{Delay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := clock(t, ctx, db.Pool)
+	after := pgmqtest.Clock(t, ctx, db.Pool)
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 10); err != nil || len(msgs) != 0 {
 		t.Fatalf("Read = %+v, %v; want nothing", msgs, err)
 	}
@@ -581,7 +486,7 @@ func TestDelayHidesMessage(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, "SELECT vt FROM pgmq.q_jobs WHERE msg_id = $1", id).Scan(&vt); err != nil {
 		t.Fatal(err)
 	}
-	assertVTAfter(t, vt, before, after, time.Hour)
+	pgmqtest.AssertVTAfter(t, vt, before, after, time.Hour)
 
 	// A batch delay hides every message of the batch.
 	if _, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{}`), body(`{}`)}, pgmq.SendOptions{Delay: time.Minute}); err != nil {
@@ -590,7 +495,7 @@ func TestDelayHidesMessage(t *testing.T) {
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 10); err != nil || len(msgs) != 0 {
 		t.Fatalf("Read after delayed batch = %+v, %v; want nothing", msgs, err)
 	}
-	makeVisible(t, ctx, db.Pool, testQueue, id)
+	pgmqtest.MakeVisible(t, ctx, db.Pool, testQueue, id)
 	msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 10)
 	if err != nil || len(msgs) != 1 || msgs[0].ID != id || msgs[0].ReadCount != 1 {
 		t.Fatalf("Read once due = %+v, %v", msgs, err)
@@ -599,8 +504,8 @@ func TestDelayHidesMessage(t *testing.T) {
 
 func TestArchive(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{"keep":"me"}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{"keep":"me"}`)
 	ok, err := pgmq.Archive(ctx, db.Pool, testQueue, id)
 	if err != nil || !ok {
 		t.Fatalf("Archive = %v, %v", ok, err)
@@ -616,7 +521,7 @@ func TestArchive(t *testing.T) {
 	if inQueue != 0 || inArchive != 1 {
 		t.Fatalf("after archive: %d in queue, %d in archive", inQueue, inArchive)
 	}
-	assertJSON(t, "archived message", archived, body(`{"keep":"me"}`))
+	pgmqtest.AssertJSON(t, "archived message", archived, body(`{"keep":"me"}`))
 	ok, err = pgmq.Archive(ctx, db.Pool, testQueue, id)
 	if err != nil || ok {
 		t.Fatalf("second Archive = %v, %v; want false", ok, err)
@@ -626,7 +531,7 @@ func TestArchive(t *testing.T) {
 // The batch forms report exactly the ids they removed.
 func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"n":1}`), body(`{"n":2}`), body(`{"n":3}`), body(`{"n":4}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -636,7 +541,7 @@ func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int64{sent[0], sent[1]}; !slices.Equal(sorted(archived), want) {
+	if want := []int64{sent[0], sent[1]}; !slices.Equal(pgmqtest.Sorted(archived), want) {
 		t.Fatalf("ArchiveBatch = %v, want %v", archived, want)
 	}
 	var archiveIDs []int64
@@ -652,10 +557,10 @@ func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int64{sent[2], sent[3]}; !slices.Equal(sorted(deleted), want) {
+	if want := []int64{sent[2], sent[3]}; !slices.Equal(pgmqtest.Sorted(deleted), want) {
 		t.Fatalf("DeleteBatch = %v, want %v", deleted, want)
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 0 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 0 {
 		t.Fatalf("queue length = %d, want 0", l)
 	}
 	if got, err := pgmq.DeleteBatch(ctx, db.Pool, testQueue, []int64{unknown}); err != nil || len(got) != 0 {
@@ -665,20 +570,20 @@ func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 
 func TestSetVT(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	for _, vt := range []time.Duration{90 * time.Second, time.Millisecond, 0} {
 		want := (vt + time.Second - 1).Truncate(time.Second)
-		before := clock(t, ctx, db.Pool)
+		before := pgmqtest.Clock(t, ctx, db.Pool)
 		m, ok, err := pgmq.SetVT(ctx, db.Pool, testQueue, id, vt)
 		if err != nil || !ok {
 			t.Fatalf("SetVT(%v) = %v, %v", vt, ok, err)
 		}
-		after := clock(t, ctx, db.Pool)
+		after := pgmqtest.Clock(t, ctx, db.Pool)
 		if m.ID != id || m.ReadCount != 0 {
 			t.Fatalf("SetVT returned %+v", m)
 		}
-		assertVTAfter(t, m.VT, before, after, want)
+		pgmqtest.AssertVTAfter(t, m.VT, before, after, want)
 		var vtNow time.Time
 		if err := db.Pool.QueryRow(ctx, "SELECT vt FROM pgmq.q_jobs WHERE msg_id = $1", id).Scan(&vtNow); err != nil {
 			t.Fatal(err)
@@ -698,7 +603,7 @@ func TestSetVT(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	empty, err := pgmq.QueueMetrics(ctx, db.Pool, testQueue)
 	if err != nil {
 		t.Fatal(err)
@@ -707,7 +612,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("empty queue metrics = %+v", empty)
 	}
 	for i := range 3 {
-		send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
+		pgmqtest.Send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
 	}
 	if _, err := pgmq.Read(ctx, db.Pool, testQueue, time.Minute, 1); err != nil {
 		t.Fatal(err)
@@ -726,10 +631,10 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsAll(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	send(t, ctx, db.Pool, testQueue, `{}`)
-	send(t, ctx, db.Pool, testQueue, `{}`)
-	send(t, ctx, db.Pool, "orchestration_dlq", `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
+	pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
+	pgmqtest.Send(t, ctx, db.Pool, "orchestration_dlq", `{}`)
 	all, err := pgmq.MetricsAll(ctx, db.Pool)
 	if err != nil {
 		t.Fatal(err)
@@ -754,7 +659,7 @@ func TestMetricsAll(t *testing.T) {
 // The hot-path calls are one statement each.
 func TestHotPathIsOneStatement(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	c := &countingDB{DB: db.Pool}
 	check := func(name string) {
 		t.Helper()
@@ -790,7 +695,7 @@ func TestHotPathIsOneStatement(t *testing.T) {
 // one is given).
 func TestReadNonObjectBodies(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	bodies := []json.RawMessage{body(`[1,2]`), body(`"text"`), body(`42`), body(`null`)}
 	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, bodies, pgmq.SendOptions{})
 	if err != nil {
@@ -800,10 +705,10 @@ func TestReadNonObjectBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ids(msgs), sent) {
-		t.Fatalf("read %v, sent %v", ids(msgs), sent)
+	if !slices.Equal(pgmqtest.IDs(msgs), sent) {
+		t.Fatalf("read %v, sent %v", pgmqtest.IDs(msgs), sent)
 	}
 	for i, m := range msgs {
-		assertJSON(t, "body", m.Body, bodies[i])
+		pgmqtest.AssertJSON(t, "body", m.Body, bodies[i])
 	}
 }

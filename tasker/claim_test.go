@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/tasker"
 )
@@ -72,8 +73,8 @@ func TestBadClaimArgumentsNeverReachTheDatabase(t *testing.T) {
 // Of two concurrent claimers exactly one gets a visible message; the other does not wait.
 func TestReadSpecificConcurrentClaimers(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{"claim":"me"}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{"claim":"me"}`)
 
 	tx1, err := db.Pool.Begin(ctx)
 	if err != nil {
@@ -84,7 +85,7 @@ func TestReadSpecificConcurrentClaimers(t *testing.T) {
 	if err != nil || !ok || m.ID != id || m.ReadCount != 1 {
 		t.Fatalf("first claimer = %+v, %v, %v", m, ok, err)
 	}
-	assertJSON(t, "body", m.Body, body(`{"claim":"me"}`))
+	pgmqtest.AssertJSON(t, "body", m.Body, body(`{"claim":"me"}`))
 
 	tx2, err := db.Pool.Begin(ctx)
 	if err != nil {
@@ -116,20 +117,20 @@ func TestReadSpecificConcurrentClaimers(t *testing.T) {
 
 func TestReadSpecificNotClaimable(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	delayed, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{}`), pgmq.SendOptions{Delay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := send(t, ctx, db.Pool, testQueue, `{}`)
+	read := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, time.Hour, 1); err != nil || len(msgs) != 1 || msgs[0].ID != read {
 		t.Fatalf("Read = %v, %v", msgs, err)
 	}
-	deleted := send(t, ctx, db.Pool, testQueue, `{}`)
+	deleted := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	if ok, err := pgmq.Delete(ctx, db.Pool, testQueue, deleted); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	archived := send(t, ctx, db.Pool, testQueue, `{}`)
+	archived := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	if ok, err := pgmq.Archive(ctx, db.Pool, testQueue, archived); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -151,28 +152,28 @@ func TestReadSpecificNotClaimable(t *testing.T) {
 
 func TestReadSpecificReadCountAndVT(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	for i, vt := range []time.Duration{45 * time.Second, 1500 * time.Millisecond, time.Hour} {
 		want := (vt + time.Second - 1).Truncate(time.Second)
-		before := clock(t, ctx, db.Pool)
+		before := pgmqtest.Clock(t, ctx, db.Pool)
 		m, ok, err := tasker.ReadSpecific(ctx, db.Pool, testQueue, id, vt)
 		if err != nil || !ok {
 			t.Fatalf("claim %d = %v, %v", i+1, ok, err)
 		}
-		after := clock(t, ctx, db.Pool)
+		after := pgmqtest.Clock(t, ctx, db.Pool)
 		if m.ReadCount != int32(i+1) {
 			t.Fatalf("claim %d: read_ct %d, want %d", i+1, m.ReadCount, i+1)
 		}
-		assertVTAfter(t, m.VT, before, after, want)
-		makeVisible(t, ctx, db.Pool, testQueue, id)
+		pgmqtest.AssertVTAfter(t, m.VT, before, after, want)
+		pgmqtest.MakeVisible(t, ctx, db.Pool, testQueue, id)
 	}
 }
 
 func TestReadSpecificRejectsBadQueueName(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	for _, queue := range []string{"Bad-Name", "x; drop table", "jobs; delete from pgmq.q_jobs", "JOBS", ""} {
 		if _, ok, err := tasker.ReadSpecific(ctx, db.Pool, queue, id, time.Second); err == nil || ok || !errors.Is(err, pgmq.ErrInvalidQueueName) {
 			t.Errorf("ReadSpecific(%q) = %v, %v; want ErrInvalidQueueName", queue, ok, err)
@@ -195,14 +196,14 @@ func TestReadSpecificRejectsBadQueueName(t *testing.T) {
 			}
 		}
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 1 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 1 {
 		t.Fatalf("queue length %d, want 1", l)
 	}
 }
 
 func TestReadSpecificBatch(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"n":1}`), body(`{"n":2}`), body(`{"n":3}`), body(`{"n":4}`), body(`{"n":5}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -223,42 +224,42 @@ func TestReadSpecificBatch(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 
-	before := clock(t, ctx, db.Pool)
+	before := pgmqtest.Clock(t, ctx, db.Pool)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	got, err := tasker.ReadSpecificBatch(wctx, db.Pool, testQueue, []int64{sent[4], sent[3], 999_999, sent[2], sent[1], sent[0]}, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := clock(t, ctx, db.Pool)
-	if want := []int64{sent[0], sent[4]}; !slices.Equal(ids(got), want) {
-		t.Fatalf("ReadSpecificBatch = %v, want %v", ids(got), want)
+	after := pgmqtest.Clock(t, ctx, db.Pool)
+	if want := []int64{sent[0], sent[4]}; !slices.Equal(pgmqtest.IDs(got), want) {
+		t.Fatalf("ReadSpecificBatch = %v, want %v", pgmqtest.IDs(got), want)
 	}
 	for _, m := range got {
 		if m.ReadCount != 1 {
 			t.Errorf("message %d read_ct %d, want 1", m.ID, m.ReadCount)
 		}
-		assertVTAfter(t, m.VT, before, after, 20*time.Second)
+		pgmqtest.AssertVTAfter(t, m.VT, before, after, 20*time.Second)
 	}
-	assertJSON(t, "body", got[1].Body, body(`{"n":5}`))
+	pgmqtest.AssertJSON(t, "body", got[1].Body, body(`{"n":5}`))
 	// Claimed now, so a second batch claim gets nothing.
 	if again, err := tasker.ReadSpecificBatch(wctx, db.Pool, testQueue, []int64{sent[0], sent[4]}, 20*time.Second); err != nil || len(again) != 0 {
-		t.Fatalf("second ReadSpecificBatch = %v, %v", ids(again), err)
+		t.Fatalf("second ReadSpecificBatch = %v, %v", pgmqtest.IDs(again), err)
 	}
 }
 
 // A batch claim is one statement.
 func TestReadSpecificBatchIsOneStatement(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{}`), body(`{}`), body(`{}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &countingDB{DB: db.Pool, t: t}
 	got, err := tasker.ReadSpecificBatch(ctx, c, testQueue, sent, time.Minute)
-	if err != nil || !slices.Equal(ids(got), sent) {
-		t.Fatalf("ReadSpecificBatch = %v, %v; want %v", ids(got), err, sent)
+	if err != nil || !slices.Equal(pgmqtest.IDs(got), sent) {
+		t.Fatalf("ReadSpecificBatch = %v, %v; want %v", pgmqtest.IDs(got), err, sent)
 	}
 	if n := c.n.Load(); n != 1 {
 		t.Errorf("ReadSpecificBatch made %d calls, want 1", n)
@@ -268,7 +269,7 @@ func TestReadSpecificBatchIsOneStatement(t *testing.T) {
 // The queued form claims exactly like ReadSpecificBatch, sharing a round trip.
 func TestQueueReadSpecificBatchPipelines(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	ids, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"a":1}`), body(`{"a":2}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)

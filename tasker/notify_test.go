@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/tasker"
@@ -102,12 +103,12 @@ func TestNotifyMessageReady(t *testing.T) {
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
 	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
-	id := send(t, ctx, db.Pool, queue, `{"task":"x"}`)
+	id := pgmqtest.Send(t, ctx, db.Pool, queue, `{"task":"x"}`)
 	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
 	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 
 	// The other orchestration queues share the channel.
-	id = send(t, ctx, db.Pool, "orchestration_step_results", `{}`)
+	id = pgmqtest.Send(t, ctx, db.Pool, "orchestration_step_results", `{}`)
 	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), "orchestration_step_results", id)
 	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
@@ -122,7 +123,7 @@ func TestNotifyOnlyAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	id := send(t, ctx, tx, queue, `{}`)
+	id := pgmqtest.Send(t, ctx, tx, queue, `{}`)
 	// While tx is open its notification is pending: the sentinel, committed after the send
 	// but before tx, must arrive first.
 	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
@@ -137,7 +138,7 @@ func TestNotifyOnlyAfterCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, ctx, tx, queue, `{}`)
+	pgmqtest.Send(t, ctx, tx, queue, `{}`)
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestNotifyBatchReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := nextEvent(t, ctx, conn, tasker.OrchestrationChannel)
-	if ev.EventType != "batch_ready" || ev.QueueName != queue || ev.MsgID != nil || !slices.Equal(sorted(ev.MsgIDs), sorted(sent)) {
+	if ev.EventType != "batch_ready" || ev.QueueName != queue || ev.MsgID != nil || !slices.Equal(pgmqtest.Sorted(ev.MsgIDs), pgmqtest.Sorted(sent)) {
 		t.Fatalf("event %+v, want batch_ready %s %v", ev, queue, sent)
 	}
 	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
@@ -195,7 +196,7 @@ func TestNotifyDelayedNotAnnounced(t *testing.T) {
 	if _, err := pgmq.SendBatch(ctx, db.Pool, queue, []json.RawMessage{body(`{}`), body(`{}`)}, pgmq.SendOptions{Delay: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	id := send(t, ctx, db.Pool, queue, `{"now":true}`)
+	id := pgmqtest.Send(t, ctx, db.Pool, queue, `{"now":true}`)
 	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
 	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
@@ -218,7 +219,7 @@ func TestNotifyWorkerQueue(t *testing.T) {
 		}
 	}
 	conn := listen(t, ctx, db, channel)
-	id := send(t, ctx, db.Pool, queue, `{"step":"s"}`)
+	id := pgmqtest.Send(t, ctx, db.Pool, queue, `{"step":"s"}`)
 	assertMessageReady(t, nextEvent(t, ctx, conn, channel), queue, id)
 	expectNoMore(t, ctx, db, conn, channel)
 }
@@ -232,7 +233,7 @@ func TestNoNotifyWithoutEnable(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := listen(t, ctx, db, tasker.NotifyChannel(queue))
-	send(t, ctx, db.Pool, queue, `{}`)
+	pgmqtest.Send(t, ctx, db.Pool, queue, `{}`)
 	expectNoMore(t, ctx, db, conn, tasker.NotifyChannel(queue))
 }
 
@@ -289,7 +290,7 @@ func TestEnableNotifyRejectsOverlongChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := listen(t, ctx, db, tasker.NotifyChannel(ok))
-	id := send(t, ctx, db.Pool, ok, `{}`)
+	id := pgmqtest.Send(t, ctx, db.Pool, ok, `{}`)
 	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.NotifyChannel(ok)), ok, id)
 	if n := len(tasker.NotifyChannel(ok)); n != 63 {
 		t.Fatalf("channel length %d", n)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/tasker"
 )
@@ -48,8 +49,8 @@ func TestTaskerFunctionsOnPre110Shape(t *testing.T) {
 		t.Fatalf("ReadSpecific = %+v, %v, %v", m, ok, err)
 	}
 	claimed, err := tasker.ReadSpecificBatch(ctx, db.Pool, queue, append([]int64{id}, batch...), 30*time.Second)
-	if err != nil || !slices.Equal(ids(claimed), batch) {
-		t.Fatalf("ReadSpecificBatch = %v, %v; want %v (the first is claimed already)", ids(claimed), err, batch)
+	if err != nil || !slices.Equal(pgmqtest.IDs(claimed), batch) {
+		t.Fatalf("ReadSpecificBatch = %v, %v; want %v (the first is claimed already)", pgmqtest.IDs(claimed), err, batch)
 	}
 	if done, err := pgmq.DeleteBatch(ctx, db.Pool, queue, append(batch, id)); err != nil || len(done) != 3 {
 		t.Fatalf("DeleteBatch = %v, %v", done, err)
