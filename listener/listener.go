@@ -219,20 +219,20 @@ type listenRun struct {
 func (l *Listener) validate() error {
 	var errs []error
 	if l.ConnString == "" {
-		errs = append(errs, errors.New("ConnString is empty"))
+		errs = append(errs, errors.New("empty ConnString"))
 	}
 	switch {
 	case l.Channel == "":
-		errs = append(errs, errors.New("Channel is empty"))
+		errs = append(errs, errors.New("empty Channel"))
 	case len(l.Channel) > maxChannelLength:
-		errs = append(errs, fmt.Errorf("Channel %q is longer than %d bytes", l.Channel, maxChannelLength))
+		errs = append(errs, fmt.Errorf("overlong Channel %q: more than %d bytes", l.Channel, maxChannelLength))
 	}
 	if l.Out == nil {
-		errs = append(errs, errors.New("Out is nil"))
+		errs = append(errs, errors.New("nil Out"))
 	}
 	for _, q := range l.Queues {
 		if err := pgmq.ValidateQueueName(q); err != nil {
-			errs = append(errs, fmt.Errorf("Queues: %w", err))
+			errs = append(errs, fmt.Errorf("in Queues: %w", err))
 		}
 	}
 	if l.PingTimeout < 0 {

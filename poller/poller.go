@@ -200,20 +200,20 @@ type config struct {
 func (p *Poller) validate() error {
 	var errs []error
 	if p.Fetch == nil && p.DB == nil {
-		errs = append(errs, errors.New("DB is nil"))
+		errs = append(errs, errors.New("nil DB"))
 	}
 	if p.Fetch == nil && p.Out == nil {
-		errs = append(errs, errors.New("Out is nil"))
+		errs = append(errs, errors.New("nil Out"))
 	}
 	if p.Fetch != nil && p.MinAge != 0 {
-		errs = append(errs, errors.New("MinAge is set with Fetch: it applies to discovery only"))
+		errs = append(errs, errors.New("both MinAge and Fetch set: MinAge applies to discovery only"))
 	}
 	if len(p.Queues) == 0 {
-		errs = append(errs, errors.New("Queues is empty"))
+		errs = append(errs, errors.New("empty Queues"))
 	}
 	for _, q := range p.Queues {
 		if err := pgmq.ValidateQueueName(q); err != nil {
-			errs = append(errs, fmt.Errorf("Queues: %w", err))
+			errs = append(errs, fmt.Errorf("in Queues: %w", err))
 		}
 	}
 	if p.Interval < 0 {

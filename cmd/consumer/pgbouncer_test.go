@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -57,17 +56,7 @@ func TestThroughPgBouncerTransactionPooling(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"DATABASE_URL=" + pooled, "LISTEN_DATABASE_URL=" + db.URL, "LOG_LEVEL=info"}
-	cli := func(args ...string) (int, string) {
-		cmd := exec.CommandContext(ctx, bins.Consumer, args...)
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), string(out)
-		} else if err != nil {
-			return -1, err.Error()
-		}
-		return 0, string(out)
-	}
+	cli := func(args ...string) (int, string) { return runCLI(ctx, bins.Consumer, env, args...) }
 
 	// Migrations at once through the pooler: a migration lock that stayed on a pooled backend
 	// would block the later ones for good.
