@@ -15,14 +15,14 @@ import (
 	"github.com/tasker-systems/consumer/internal/depth"
 	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // Defaults of the Config fields.
 const (
 	ConcurrencyDefault       = 8
 	BatchSizeDefault         = 64
-	VisibilityTimeoutDefault = pgmq.VisibilityTimeoutDefault
+	VisibilityTimeoutDefault = tasker.VisibilityTimeoutDefault
 	MaxReadCountDefault      = 5
 	MaxMessageBytesDefault   = 4 << 20
 	ShutdownTimeoutDefault   = 30 * time.Second

@@ -24,4 +24,8 @@
 //
 // Every outcome goes through one helper (execute) that records the statistic and sends the reply
 // when someone waits for it, logging at ERROR when the requester has stopped waiting.
+//
+// Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
+// not supported API: other programs should not import it, and its exported names may change in
+// any release (docs/architecture.md lists the public edge).
 package actor

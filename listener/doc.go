@@ -11,7 +11,7 @@
 // depends on the other. See package poller for the wiring in each mode.
 //
 // Nothing here is specific to the orchestration queues: the worker SDK uses a Listener with
-// Channel pgmq.NotifyChannel("worker_<ns>_queue") and Queues {"worker_<ns>_queue"}.
+// Channel tasker.NotifyChannel("worker_<ns>_queue") and Queues {"worker_<ns>_queue"}.
 //
 // Backpressure: the listener sends with commands.Channel.Send, which blocks while the channel
 // is full; nothing is dropped, and notifications wait in the connection meanwhile.
@@ -25,4 +25,8 @@
 // The Listener follows pgxlisten's shape: exported fields are the configuration (each documents
 // its zero value), Run(ctx) blocks until ctx ends and returns an error only for a bad
 // configuration, and transient database failures are logged and retried.
+//
+// Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
+// not supported API: other programs should not import it, and its exported names may change in
+// any release (docs/architecture.md lists the public edge).
 package listener

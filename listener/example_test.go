@@ -15,6 +15,7 @@ import (
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/poller"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // Hybrid mode: the listener forwards the ids NOTIFY announces, the poller finds what NOTIFY
@@ -37,7 +38,7 @@ func Example() {
 	listening := make(chan struct{}, 1)
 	l := &listener.Listener{
 		ConnString: dbURL, // LISTEN_DATABASE_URL: a direct connection, not a transaction pooler
-		Channel:    pgmq.OrchestrationChannel,
+		Channel:    tasker.OrchestrationChannel,
 		Queues:     queues,
 		Out:        out,
 		PingDB:     pool,

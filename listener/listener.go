@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/internal/testsignal"
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -66,8 +67,8 @@ type Listener struct {
 	// already sets one. If empty, the default of "consumer-listener" is used.
 	ApplicationName string
 
-	// Channel is the notification channel to LISTEN on, for example pgmq.OrchestrationChannel
-	// or pgmq.NotifyChannel("worker_<ns>_queue"). Required.
+	// Channel is the notification channel to LISTEN on, for example tasker.OrchestrationChannel
+	// or tasker.NotifyChannel("worker_<ns>_queue"). Required.
 	Channel string
 
 	// Queues are the queues this listener serves. Events for any other queue are logged at
@@ -218,20 +219,20 @@ type listenRun struct {
 func (l *Listener) validate() error {
 	var errs []error
 	if l.ConnString == "" {
-		errs = append(errs, errors.New("ConnString is empty"))
+		errs = append(errs, errors.New("empty ConnString"))
 	}
 	switch {
 	case l.Channel == "":
-		errs = append(errs, errors.New("Channel is empty"))
+		errs = append(errs, errors.New("empty Channel"))
 	case len(l.Channel) > maxChannelLength:
-		errs = append(errs, fmt.Errorf("Channel %q is longer than %d bytes", l.Channel, maxChannelLength))
+		errs = append(errs, fmt.Errorf("overlong Channel %q: more than %d bytes", l.Channel, maxChannelLength))
 	}
 	if l.Out == nil {
-		errs = append(errs, errors.New("Out is nil"))
+		errs = append(errs, errors.New("nil Out"))
 	}
 	for _, q := range l.Queues {
 		if err := pgmq.ValidateQueueName(q); err != nil {
-			errs = append(errs, fmt.Errorf("Queues: %w", err))
+			errs = append(errs, fmt.Errorf("in Queues: %w", err))
 		}
 	}
 	if l.PingTimeout < 0 {
@@ -291,9 +292,7 @@ func connConfig(connString, appName string) (*pgx.ConnConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener: parse ConnString: %w", err)
 	}
-	if cfg.RuntimeParams["application_name"] == "" && !strings.Contains(connString, "application_name") {
-		cfg.RuntimeParams["application_name"] = appName
-	}
+	appname.Default(cfg.RuntimeParams, appName)
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = ConnectTimeoutDefault
 	}
@@ -396,7 +395,7 @@ func (r *listenRun) listenedOn(ctx context.Context) {
 	r.backoff.Reset()
 	r.connects++
 	n := r.connects
-	appName := r.cfg.RuntimeParams["application_name"]
+	appName := r.cfg.RuntimeParams[appname.Param]
 	if n > 1 {
 		r.l.reconnects.Add(1)
 		down := time.Duration(r.mono() - r.downSince.Load())
@@ -450,7 +449,7 @@ func (h queueHandler) HandleNotification(_ context.Context, n *pgconn.Notificati
 		r.l.malformed.Add(1)
 		known := ev.Queue != "" && r.serves(ev.Queue)
 		r.log.Warn("listener: malformed notification", zap.String("channel", n.Channel),
-			zap.String("payload", truncate(n.Payload, 200)), zap.Bool("poll_queue", known), zap.Error(err))
+			zap.String("payload", textutil.Truncate(n.Payload, 200)), zap.Bool("poll_queue", known), zap.Error(err))
 		if known {
 			r.queueReady(ev.Queue)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // listenerFixture is a Listener on a fresh database with its signals enabled.
@@ -32,7 +33,7 @@ func newListenerFixture(t *testing.T, configure func(*Listener)) *listenerFixtur
 	f := &listenerFixture{db: testdb.New(t, 4), out: commands.NewNotificationChannel(100), queueReady: make(chan string, 100)}
 	f.l = &Listener{
 		ConnString:   f.db.URL,
-		Channel:      pgmq.OrchestrationChannel,
+		Channel:      tasker.OrchestrationChannel,
 		Queues:       orchestrationQueues,
 		Out:          f.out,
 		OnBacklog:    func(context.Context) { f.backlogs.Add(1) },
@@ -66,7 +67,7 @@ func (f *listenerFixture) start(t *testing.T) {
 
 func (f *listenerFixture) notify(t *testing.T, payload string) {
 	t.Helper()
-	if _, err := f.db.Pool.Exec(context.Background(), "SELECT pg_notify($1, $2)", pgmq.OrchestrationChannel, payload); err != nil {
+	if _, err := f.db.Pool.Exec(context.Background(), "SELECT pg_notify($1, $2)", tasker.OrchestrationChannel, payload); err != nil {
 		t.Fatal(err)
 	}
 }

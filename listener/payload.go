@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -132,11 +133,11 @@ func stringField(fields map[string]json.RawMessage, name string) (string, error)
 // msgID decodes a positive integer id.
 func msgID(raw json.RawMessage) (int64, error) {
 	if kind := jsonKind(raw); kind != "number" {
-		return 0, fmt.Errorf("want an integer, got %s %s", kind, truncate(string(raw), 40))
+		return 0, fmt.Errorf("want an integer, got %s %s", kind, textutil.Truncate(string(raw), 40))
 	}
 	id, err := strconv.ParseInt(string(bytes.TrimSpace(raw)), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("want an integer, got %s", truncate(string(raw), 40))
+		return 0, fmt.Errorf("want an integer, got %s", textutil.Truncate(string(raw), 40))
 	}
 	if id <= 0 {
 		return 0, fmt.Errorf("want a positive id, got %d", id)
@@ -164,12 +165,4 @@ func jsonKind(raw json.RawMessage) string {
 	default:
 		return "number"
 	}
-}
-
-// truncate shortens s for a log line or an error.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

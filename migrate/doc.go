@@ -8,4 +8,8 @@
 //
 // Up is safe to repeat and safe when several processes run it at once: everything happens on one
 // connection holding a session advisory lock, and every step is idempotent.
+//
+// Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
+// not supported API: other programs should not import it, and its exported names may change in
+// any release (docs/architecture.md lists the public edge).
 package migrate

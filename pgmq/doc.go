@@ -13,6 +13,10 @@
 // include a conformance suite of PGMQ's SQL API and a run of the third-party client pgmq-go;
 // both run against a real PGMQ when TEST_DATABASE_URL points at one.
 //
+// It is supported API and covers PGMQ's own functions only. The project's extensions (claiming
+// messages by id, the notify trigger and its channel names) need the project's migrations and
+// live in package tasker, which builds on MessageColumns, ScanMessage and Seconds.
+//
 // Semantics worth knowing:
 //
 //   - Visibility timeouts and delays are whole seconds in PGMQ. Durations are rounded up to
@@ -21,16 +25,7 @@
 //     gives a clear error and never reaches SQL.
 //   - Read uses PGMQ's FOR UPDATE SKIP LOCKED: concurrent readers never receive the same
 //     message and never wait for each other.
-//   - ReadSpecific and ReadSpecificBatch claim messages by id through the project's
-//     tasker.pgmq_read_specific_message(s) functions (docs/protocol.md). Getting nothing back is the
-//     normal outcome of a race (another consumer claimed, deleted or delayed it), not an error.
-//   - Send, SendBatch, ReadSpecificBatch, DeleteBatch and ArchiveBatch are one statement, one
-//     round trip each.
-//
-// Notifications: EnableNotify installs the project's statement-level insert trigger on a queue
-// table; after commit it announces visible messages on NotifyChannel(queue) with a JSON payload
-// whose event_type is message_ready (msg_id), batch_ready (msg_ids) or queue_ready (too many ids
-// to fit a NOTIFY payload: poll the queue). Delayed messages are not announced.
+//   - Send, SendBatch, DeleteBatch and ArchiveBatch are one statement, one round trip each.
 //
 // Errors name the operation, the queue and, where there is one, the message id, for example
 // "pgmq: delete orchestration_step_results/42: ...". They wrap the underlying error, so

@@ -3,29 +3,35 @@ package pgmq_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
-// A producer sends; a consumer claims a message, applies its effects and acknowledges it in
-// one transaction, so the work and the delete commit (or roll back) together. (Compiled, not
-// run: it needs a database.)
+// A producer sends; a consumer claims messages, applies their effects and acknowledges them in
+// one transaction, so the work and the deletes commit (or roll back) together.
 func ExampleRead() {
+	dbURL, drop := testdb.ForExample("example_pgmq") // a real program connects to its own database
+	defer drop()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer pool.Close()
 
-	const queue = "orchestration_task_finalizations"
-	if _, err := pgmq.Send(ctx, pool, queue, json.RawMessage(`{"task_uuid":"0190b7a4-0000-7000-8000-000000000000"}`), pgmq.SendOptions{}); err != nil {
+	const queue = "greetings"
+	if err := pgmq.Create(ctx, pool, queue); err != nil {
+		log.Fatal(err)
+	}
+	bodies := []json.RawMessage{json.RawMessage(`{"to":"ada"}`), json.RawMessage(`{"to":"grace"}`)}
+	if _, err := pgmq.SendBatch(ctx, pool, queue, bodies, pgmq.SendOptions{}); err != nil {
 		log.Fatal(err)
 	}
 
@@ -35,7 +41,11 @@ func ExampleRead() {
 			return err
 		}
 		for _, m := range msgs {
-			// ... handle m.Body with tx ...
+			var greeting struct{ To string }
+			if err := json.Unmarshal(m.Body, &greeting); err != nil {
+				return err
+			}
+			fmt.Printf("hello %s (delivery %d)\n", greeting.To, m.ReadCount) // ... effects with tx ...
 			if _, err := pgmq.Delete(ctx, tx, queue, m.ID); err != nil {
 				return err
 			}
@@ -45,4 +55,13 @@ func ExampleRead() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	m, err := pgmq.QueueMetrics(ctx, pool, queue)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("left in the queue:", m.Length)
+	// Output:
+	// hello ada (delivery 1)
+	// hello grace (delivery 1)
+	// left in the queue: 0
 }

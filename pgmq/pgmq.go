@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tasker-systems/consumer/internal/timeutil"
 )
 
 // DB is satisfied by *pgxpool.Pool, *pgx.Conn and pgx.Tx.
@@ -27,7 +29,7 @@ type Message struct {
 	ID         int64
 	ReadCount  int32     // times the message has been read or claimed, this delivery included
 	EnqueuedAt time.Time // when it was sent
-	VT         time.Time // visible again (to Read and ReadSpecific) from this time
+	VT         time.Time // visible again (to Read and other claims) from this time
 	Body       json.RawMessage
 	Headers    json.RawMessage // nil when the message was sent without headers
 }
@@ -60,23 +62,8 @@ type SendOptions struct {
 	Headers json.RawMessage
 }
 
-// VisibilityTimeoutDefault is how long a claimed message stays hidden from other readers when
-// the reader configures nothing (the consumer's CONSUMER_VISIBILITY_TIMEOUT, the worker SDK's
-// VisibilityTimeout): long enough for a handler to finish, short enough that the messages of a
-// reader that died come back soon.
-const VisibilityTimeoutDefault = 30 * time.Second
-
-// OrchestrationChannel is the NOTIFY channel shared by the orchestration_* queues.
-const OrchestrationChannel = "pgmq_message_ready.orchestration"
-
 // MaxQueueNameLength is PGMQ's limit on queue names.
 const MaxQueueNameLength = 47
-
-// notifyChannelPrefix starts every queue notification channel.
-const notifyChannelPrefix = "pgmq_message_ready."
-
-// maxChannelLength is the longest channel name pg_notify accepts (NAMEDATALEN - 1).
-const maxChannelLength = 63
 
 // ErrInvalidQueueName is wrapped by the error of any call given a malformed queue name.
 var ErrInvalidQueueName = errors.New("invalid queue name")
@@ -106,38 +93,6 @@ func nameProblem(name string) string {
 		}
 	}
 	return ""
-}
-
-// NotifyChannel returns the NOTIFY channel a queue's insert trigger announces on; it mirrors
-// tasker.queue_notify_channel: OrchestrationChannel for orchestration_* queues,
-// "pgmq_message_ready.<ns>" for worker_<ns>_queue, else "pgmq_message_ready.<queue>".
-func NotifyChannel(queue string) string {
-	if strings.HasPrefix(queue, "orchestration_") {
-		return OrchestrationChannel
-	}
-	if ns, ok := workerNamespace(queue); ok {
-		return notifyChannelPrefix + ns
-	}
-	return notifyChannelPrefix + queue
-}
-
-// workerNamespace matches ^worker_([a-z][a-z0-9_]*)_queue$.
-func workerNamespace(queue string) (string, bool) {
-	const prefix, suffix = "worker_", "_queue"
-	if len(queue) <= len(prefix)+len(suffix) || !strings.HasPrefix(queue, prefix) || !strings.HasSuffix(queue, suffix) {
-		return "", false
-	}
-	ns := queue[len(prefix) : len(queue)-len(suffix)]
-	if ns[0] < 'a' || ns[0] > 'z' {
-		return "", false
-	}
-	for i := 1; i < len(ns); i++ {
-		c := ns[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
-			return "", false
-		}
-	}
-	return ns, true
 }
 
 // opError is the error of one operation on one queue (and message).
@@ -196,15 +151,26 @@ func checkQueue(queue string) error {
 	return nil
 }
 
-// seconds converts a duration to PGMQ's integer seconds, rounding up.
-func seconds(what string, d time.Duration) (int32, error) {
+// Seconds converts d to PGMQ's whole seconds for delays and visibility timeouts, rounding up
+// (1ms becomes 1s, never 0). A negative d, or one beyond PGMQ's integer seconds, is an error
+// rather than silently clamped.
+func Seconds(d time.Duration) (int32, error) {
 	if d < 0 {
-		return 0, fmt.Errorf("negative %s %v", what, d)
+		return 0, fmt.Errorf("negative duration %v", d)
 	}
 	if d > math.MaxInt32*time.Second {
-		return 0, fmt.Errorf("%s %v is too long", what, d)
+		return 0, fmt.Errorf("duration %v is too long", d)
 	}
-	return int32((d + time.Second - 1) / time.Second), nil
+	return timeutil.CeilSeconds(d), nil
+}
+
+// seconds is Seconds with the error naming what the duration is for.
+func seconds(what string, d time.Duration) (int32, error) {
+	s, err := Seconds(d)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return s, nil
 }
 
 func checkBody(body json.RawMessage) error {
@@ -336,9 +302,13 @@ func SendBatch(ctx context.Context, db DB, queue string, bodies []json.RawMessag
 	return ids, nil
 }
 
-const messageColumns = "msg_id, read_ct, enqueued_at, vt, message, headers"
+// MessageColumns are the columns of PGMQ's message_record that Message holds, in ScanMessage's
+// order. With ScanMessage they serve queries of functions returning PGMQ messages that this
+// package does not wrap, such as the extensions in package tasker.
+const MessageColumns = "msg_id, read_ct, enqueued_at, vt, message, headers"
 
-func scanMessage(row pgx.CollectableRow) (Message, error) {
+// ScanMessage scans a row of MessageColumns; it fits pgx.CollectRows.
+func ScanMessage(row pgx.CollectableRow) (Message, error) {
 	var m Message
 	err := row.Scan(&m.ID, &m.ReadCount, &m.EnqueuedAt, &m.VT, &m.Body, &m.Headers)
 	return m, err
@@ -362,97 +332,16 @@ func Read(ctx context.Context, db DB, queue string, vt time.Duration, qty int) (
 		return nil, nil
 	}
 	rows, err := db.Query(ctx,
-		"SELECT "+messageColumns+" FROM pgmq.read($1::text, $2::integer, $3::integer)",
+		"SELECT "+MessageColumns+" FROM pgmq.read($1::text, $2::integer, $3::integer)",
 		queue, secs, int32(qty))
 	if err != nil {
 		return nil, fail("read", queue, err)
 	}
-	msgs, err := pgx.CollectRows(rows, scanMessage)
+	msgs, err := pgx.CollectRows(rows, ScanMessage)
 	if err != nil {
 		return nil, fail("read", queue, err)
 	}
 	return msgs, nil
-}
-
-// ReadSpecific claims one message by id, hiding it for vt, only if it is visible now and no
-// other transaction holds it. false means it is not claimable now (claimed, deleted, not yet
-// visible or unknown): a normal race outcome, not an error.
-func ReadSpecific(ctx context.Context, db DB, queue string, msgID int64, vt time.Duration) (Message, bool, error) {
-	if err := checkQueue(queue); err != nil {
-		return Message{}, false, failMsg("read_specific", queue, msgID, err)
-	}
-	secs, err := seconds("visibility timeout", vt)
-	if err != nil {
-		return Message{}, false, failMsg("read_specific", queue, msgID, err)
-	}
-	rows, err := db.Query(ctx,
-		"SELECT "+messageColumns+" FROM tasker.pgmq_read_specific_message($1::text, $2::bigint, $3::integer)",
-		queue, msgID, secs)
-	if err != nil {
-		return Message{}, false, failMsg("read_specific", queue, msgID, err)
-	}
-	msgs, err := pgx.CollectRows(rows, scanMessage)
-	if err != nil {
-		return Message{}, false, failMsg("read_specific", queue, msgID, err)
-	}
-	if len(msgs) == 0 {
-		return Message{}, false, nil
-	}
-	return msgs[0], true, nil
-}
-
-// ReadSpecificBatch claims whichever of msgIDs are claimable now (see ReadSpecific), in one
-// statement, and returns them in id order.
-func ReadSpecificBatch(ctx context.Context, db DB, queue string, msgIDs []int64, vt time.Duration) ([]Message, error) {
-	secs, err := readSpecificArgs(queue, vt)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgIDs) == 0 {
-		return nil, nil
-	}
-	rows, err := db.Query(ctx, readSpecificBatchSQL, queue, msgIDs, secs)
-	if err != nil {
-		return nil, failBatch("read_specific_batch", queue, len(msgIDs), err)
-	}
-	msgs, err := pgx.CollectRows(rows, scanMessage)
-	if err != nil {
-		return nil, failBatch("read_specific_batch", queue, len(msgIDs), err)
-	}
-	return msgs, nil
-}
-
-const readSpecificBatchSQL = "SELECT " + messageColumns +
-	" FROM tasker.pgmq_read_specific_messages($1::text, $2::bigint[], $3::integer) ORDER BY msg_id"
-
-func readSpecificArgs(queue string, vt time.Duration) (int32, error) {
-	if err := checkQueue(queue); err != nil {
-		return 0, fail("read_specific_batch", queue, err)
-	}
-	secs, err := seconds("visibility timeout", vt)
-	if err != nil {
-		return 0, fail("read_specific_batch", queue, err)
-	}
-	return secs, nil
-}
-
-// QueueReadSpecificBatch adds ReadSpecificBatch to b, so that the claim can share a round trip
-// with the statements around it; the claimed messages are stored in *out when b's results are
-// read (a failure is returned then, naming the queue).
-func QueueReadSpecificBatch(b *pgx.Batch, queue string, msgIDs []int64, vt time.Duration, out *[]Message) error {
-	secs, err := readSpecificArgs(queue, vt)
-	if err != nil {
-		return err
-	}
-	b.Queue(readSpecificBatchSQL, queue, msgIDs, secs).Query(func(rows pgx.Rows) error {
-		msgs, err := pgx.CollectRows(rows, scanMessage)
-		if err != nil {
-			return failBatch("read_specific_batch", queue, len(msgIDs), err)
-		}
-		*out = msgs
-		return nil
-	})
-	return nil
 }
 
 // Delete deletes a message; false when there was no such message.
@@ -519,12 +408,12 @@ func SetVT(ctx context.Context, db DB, queue string, msgID int64, vt time.Durati
 		return Message{}, false, failMsg("set_vt", queue, msgID, err)
 	}
 	rows, err := db.Query(ctx,
-		"SELECT "+messageColumns+" FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)",
+		"SELECT "+MessageColumns+" FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)",
 		queue, msgID, secs)
 	if err != nil {
 		return Message{}, false, failMsg("set_vt", queue, msgID, err)
 	}
-	msgs, err := pgx.CollectRows(rows, scanMessage)
+	msgs, err := pgx.CollectRows(rows, ScanMessage)
 	if err != nil {
 		return Message{}, false, failMsg("set_vt", queue, msgID, err)
 	}
@@ -583,22 +472,4 @@ func MetricsAll(ctx context.Context, db DB) ([]Metrics, error) {
 		return nil, failAll("metrics_all", err)
 	}
 	return ms, nil
-}
-
-// EnableNotify installs (or refreshes) the notify trigger on a queue's table
-// (tasker.enable_queue_notify): after commit, each insert statement of visible messages is
-// announced on NotifyChannel(queue). It refuses queues whose channel name would be longer
-// than PostgreSQL accepts (63 bytes), since pg_notify would then fail every send.
-func EnableNotify(ctx context.Context, db DB, queue string) error {
-	if err := checkQueue(queue); err != nil {
-		return fail("enable_notify", queue, err)
-	}
-	if ch := NotifyChannel(queue); len(ch) > maxChannelLength {
-		return fail("enable_notify", queue,
-			fmt.Errorf("notify channel %q is longer than %d bytes", ch, maxChannelLength))
-	}
-	if _, err := db.Exec(ctx, "SELECT tasker.enable_queue_notify($1::text)", queue); err != nil {
-		return fail("enable_notify", queue, err)
-	}
-	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tasker-systems/consumer/internal/testdb"
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -29,101 +28,7 @@ var (
 
 const testQueue = "jobs"
 
-// setup gives a test its own migrated database with testQueue created.
-func setup(t *testing.T) (context.Context, *testdb.DB) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	t.Cleanup(cancel)
-	db := testdb.New(t, 4)
-	if err := pgmq.Create(ctx, db.Pool, testQueue); err != nil {
-		t.Fatal(err)
-	}
-	return ctx, db
-}
-
 func body(s string) json.RawMessage { return json.RawMessage(s) }
-
-// assertJSON compares JSON semantically (jsonb normalizes spacing and key order).
-func assertJSON(t *testing.T, what string, got, want json.RawMessage) {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("%s: %q is not JSON: %v", what, got, err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("%s: bad expectation %q: %v", what, want, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("%s = %s, want %s", what, got, want)
-	}
-}
-
-func send(t *testing.T, ctx context.Context, db pgmq.DB, queue, b string) int64 {
-	t.Helper()
-	id, err := pgmq.Send(ctx, db, queue, body(b), pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-func ids(msgs []pgmq.Message) []int64 {
-	out := make([]int64, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
-	}
-	return out
-}
-
-func sorted(ids []int64) []int64 {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return out
-}
-
-// makeVisible moves the messages' vt into the past, as if their visibility timeout expired.
-func makeVisible(t *testing.T, ctx context.Context, db pgmq.DB, queue string, msgIDs ...int64) {
-	t.Helper()
-	sql := fmt.Sprintf("UPDATE %s SET vt = now() - interval '1 second' WHERE msg_id = ANY($1)",
-		pgx.Identifier{"pgmq", "q_" + queue}.Sanitize())
-	tag, err := db.Exec(ctx, sql, msgIDs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tag.RowsAffected() != int64(len(msgIDs)) {
-		t.Fatalf("makeVisible updated %d rows, want %d", tag.RowsAffected(), len(msgIDs))
-	}
-}
-
-// clock returns the database server's current time (clock_timestamp, not the transaction's).
-func clock(t *testing.T, ctx context.Context, db pgmq.DB) time.Time {
-	t.Helper()
-	var now time.Time
-	if err := db.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&now); err != nil {
-		t.Fatal(err)
-	}
-	return now
-}
-
-// assertVTAfter checks that vt was set to (server clock at the call) + want, the call having
-// happened between before and after (both read from the server's clock).
-func assertVTAfter(t *testing.T, vt, before, after time.Time, want time.Duration) {
-	t.Helper()
-	const slack = 50 * time.Millisecond
-	lo, hi := before.Add(want-slack), after.Add(want+slack)
-	if vt.Before(lo) || vt.After(hi) {
-		t.Fatalf("vt = %v, want between %v and %v (now + %v)", vt, lo, hi, want)
-	}
-}
-
-func queueLength(t *testing.T, ctx context.Context, db pgmq.DB, queue string) int64 {
-	t.Helper()
-	m, err := pgmq.QueueMetrics(ctx, db, queue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Length
-}
 
 // failingDB fails the test on any query: for arguments that must be rejected client-side.
 type failingDB struct{ t *testing.T }
@@ -210,16 +115,13 @@ func TestBadArgumentsNeverReachTheDatabase(t *testing.T) {
 				_, err := pgmq.SendBatch(ctx, db, queue, []json.RawMessage{ok}, pgmq.SendOptions{})
 				return err
 			},
-			"read":                func() error { _, err := pgmq.Read(ctx, db, queue, time.Second, 1); return err },
-			"read_specific":       func() error { _, _, err := pgmq.ReadSpecific(ctx, db, queue, 1, time.Second); return err },
-			"read_specific_batch": func() error { _, err := pgmq.ReadSpecificBatch(ctx, db, queue, []int64{1}, time.Second); return err },
-			"delete":              func() error { _, err := pgmq.Delete(ctx, db, queue, 1); return err },
-			"delete_batch":        func() error { _, err := pgmq.DeleteBatch(ctx, db, queue, []int64{1}); return err },
-			"archive":             func() error { _, err := pgmq.Archive(ctx, db, queue, 1); return err },
-			"archive_batch":       func() error { _, err := pgmq.ArchiveBatch(ctx, db, queue, []int64{1}); return err },
-			"set_vt":              func() error { _, _, err := pgmq.SetVT(ctx, db, queue, 1, time.Second); return err },
-			"metrics":             func() error { _, err := pgmq.QueueMetrics(ctx, db, queue); return err },
-			"enable_notify":       func() error { return pgmq.EnableNotify(ctx, db, queue) },
+			"read":          func() error { _, err := pgmq.Read(ctx, db, queue, time.Second, 1); return err },
+			"delete":        func() error { _, err := pgmq.Delete(ctx, db, queue, 1); return err },
+			"delete_batch":  func() error { _, err := pgmq.DeleteBatch(ctx, db, queue, []int64{1}); return err },
+			"archive":       func() error { _, err := pgmq.Archive(ctx, db, queue, 1); return err },
+			"archive_batch": func() error { _, err := pgmq.ArchiveBatch(ctx, db, queue, []int64{1}); return err },
+			"set_vt":        func() error { _, _, err := pgmq.SetVT(ctx, db, queue, 1, time.Second); return err },
+			"metrics":       func() error { _, err := pgmq.QueueMetrics(ctx, db, queue); return err },
 		}
 		for op, call := range calls {
 			err := call()
@@ -257,14 +159,6 @@ func TestBadArgumentsNeverReachTheDatabase(t *testing.T) {
 			return err
 		},
 		"negative set_vt": func() error { _, _, err := pgmq.SetVT(ctx, db, testQueue, 7, -time.Second); return err },
-		"negative read_specific vt": func() error {
-			_, _, err := pgmq.ReadSpecific(ctx, db, testQueue, 7, -time.Second)
-			return err
-		},
-		"negative read_specific_batch vt": func() error {
-			_, err := pgmq.ReadSpecificBatch(ctx, db, testQueue, []int64{7}, -time.Second)
-			return err
-		},
 	}
 	for name, call := range bad {
 		err := call()
@@ -290,14 +184,11 @@ func TestBadArgumentsNeverReachTheDatabase(t *testing.T) {
 	if got, err := pgmq.ArchiveBatch(ctx, db, testQueue, nil); err != nil || len(got) != 0 {
 		t.Errorf("ArchiveBatch(nil) = %v, %v", got, err)
 	}
-	if got, err := pgmq.ReadSpecificBatch(ctx, db, testQueue, nil, time.Second); err != nil || len(got) != 0 {
-		t.Errorf("ReadSpecificBatch(nil) = %v, %v", got, err)
-	}
 }
 
 func TestErrorNamesOperationQueueAndMessage(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	_, err := pgmq.Delete(ctx, db.Pool, "no_such_queue", 42)
 	if err == nil {
 		t.Fatal("delete on a missing queue: no error")
@@ -317,7 +208,7 @@ func TestErrorNamesOperationQueueAndMessage(t *testing.T) {
 
 func TestQueueLifecycle(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	// Creating an existing queue is a no-op.
 	if err := pgmq.Create(ctx, db.Pool, testQueue); err != nil {
 		t.Fatalf("second create: %v", err)
@@ -340,13 +231,13 @@ func TestQueueLifecycle(t *testing.T) {
 	}
 
 	for i := range 3 {
-		send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
+		pgmqtest.Send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
 	}
 	n, err := pgmq.PurgeQueue(ctx, db.Pool, testQueue)
 	if err != nil || n != 3 {
 		t.Fatalf("PurgeQueue = %d, %v; want 3", n, err)
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 0 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 0 {
 		t.Fatalf("length after purge = %d", l)
 	}
 
@@ -371,7 +262,7 @@ func TestQueueLifecycle(t *testing.T) {
 
 func TestSendReadDelete(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	id, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"task":"a","n":1}`), pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -387,7 +278,7 @@ func TestSendReadDelete(t *testing.T) {
 	if m.ID != id || m.ReadCount != 1 {
 		t.Errorf("message = %+v, want id %d read_ct 1", m, id)
 	}
-	assertJSON(t, "body", m.Body, body(`{"n":1,"task":"a"}`))
+	pgmqtest.AssertJSON(t, "body", m.Body, body(`{"n":1,"task":"a"}`))
 	if m.Headers != nil {
 		t.Errorf("headers = %s, want nil", m.Headers)
 	}
@@ -406,7 +297,7 @@ func TestSendReadDelete(t *testing.T) {
 	if err != nil || deleted {
 		t.Fatalf("second Delete = %v, %v; want false", deleted, err)
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 0 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 0 {
 		t.Fatalf("length after delete = %d", l)
 	}
 }
@@ -414,8 +305,8 @@ func TestSendReadDelete(t *testing.T) {
 // Handlers ack inside their own transaction: the delete is undone with it.
 func TestDeleteInRolledBackTransaction(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -439,7 +330,7 @@ func TestDeleteInRolledBackTransaction(t *testing.T) {
 
 func TestHeadersRoundTrip(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	headers := body(`{"trace_id":"abc","attempt":2}`)
 	one, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"k":1}`), pgmq.SendOptions{Headers: headers})
 	if err != nil {
@@ -458,13 +349,13 @@ func TestHeadersRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(append([]int64{one}, batch...), plain...)
-	if !slices.Equal(ids(msgs), want) {
-		t.Fatalf("read ids %v, want %v", ids(msgs), want)
+	if !slices.Equal(pgmqtest.IDs(msgs), want) {
+		t.Fatalf("read ids %v, want %v", pgmqtest.IDs(msgs), want)
 	}
 	for i, m := range msgs {
-		assertJSON(t, "body", m.Body, body(fmt.Sprintf(`{"k":%d}`, i+1)))
+		pgmqtest.AssertJSON(t, "body", m.Body, body(fmt.Sprintf(`{"k":%d}`, i+1)))
 		if i < 3 {
-			assertJSON(t, "headers", m.Headers, headers)
+			pgmqtest.AssertJSON(t, "headers", m.Headers, headers)
 		} else if m.Headers != nil {
 			t.Errorf("message %d headers = %s, want nil", m.ID, m.Headers)
 		}
@@ -473,7 +364,7 @@ func TestHeadersRoundTrip(t *testing.T) {
 
 func TestSendBatchReturnsIDsInOrder(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	bodies := make([]json.RawMessage, 5)
 	for i := range bodies {
 		bodies[i] = body(fmt.Sprintf(`{"i":%d}`, i))
@@ -489,19 +380,19 @@ func TestSendBatchReturnsIDsInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ids(msgs), got) {
-		t.Fatalf("read ids %v, sent %v", ids(msgs), got)
+	if !slices.Equal(pgmqtest.IDs(msgs), got) {
+		t.Fatalf("read ids %v, sent %v", pgmqtest.IDs(msgs), got)
 	}
 	for i, m := range msgs {
-		assertJSON(t, "body", m.Body, bodies[i])
+		pgmqtest.AssertJSON(t, "body", m.Body, bodies[i])
 	}
 }
 
 // Two readers never get the same message, and the second does not wait for the first.
 func TestConcurrentReadersSkipLocked(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{"only":true}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{"only":true}`)
 
 	tx1, err := db.Pool.Begin(ctx)
 	if err != nil {
@@ -526,7 +417,7 @@ func TestConcurrentReadersSkipLocked(t *testing.T) {
 		t.Fatalf("second reader: %v", err)
 	}
 	if len(second) != 0 {
-		t.Fatalf("second reader got %v while the first holds the message", ids(second))
+		t.Fatalf("second reader got %v while the first holds the message", pgmqtest.IDs(second))
 	}
 	if err := tx1.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -540,8 +431,8 @@ func TestConcurrentReadersSkipLocked(t *testing.T) {
 
 func TestExpiredVTRedelivers(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	first, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 1)
 	if err != nil || len(first) != 1 || first[0].ReadCount != 1 {
 		t.Fatalf("first read = %+v, %v", first, err)
@@ -549,7 +440,7 @@ func TestExpiredVTRedelivers(t *testing.T) {
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 1); err != nil || len(msgs) != 0 {
 		t.Fatalf("read during vt = %+v, %v", msgs, err)
 	}
-	makeVisible(t, ctx, db.Pool, testQueue, id)
+	pgmqtest.MakeVisible(t, ctx, db.Pool, testQueue, id)
 	again, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 1)
 	if err != nil || len(again) != 1 {
 		t.Fatalf("read after vt expiry = %+v, %v", again, err)
@@ -561,26 +452,26 @@ func TestExpiredVTRedelivers(t *testing.T) {
 
 func TestReadVTRoundsUpToWholeSeconds(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	send(t, ctx, db.Pool, testQueue, `{}`)
-	before := clock(t, ctx, db.Pool)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
+	before := pgmqtest.Clock(t, ctx, db.Pool)
 	msgs, err := pgmq.Read(ctx, db.Pool, testQueue, time.Millisecond, 1)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("Read = %v, %v", msgs, err)
 	}
-	after := clock(t, ctx, db.Pool)
-	assertVTAfter(t, msgs[0].VT, before, after, time.Second)
+	after := pgmqtest.Clock(t, ctx, db.Pool)
+	pgmqtest.AssertVTAfter(t, msgs[0].VT, before, after, time.Second)
 }
 
 func TestDelayHidesMessage(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	before := clock(t, ctx, db.Pool)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	before := pgmqtest.Clock(t, ctx, db.Pool)
 	id, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{"later":true}`), pgmq.SendOptions{Delay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := clock(t, ctx, db.Pool)
+	after := pgmqtest.Clock(t, ctx, db.Pool)
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 10); err != nil || len(msgs) != 0 {
 		t.Fatalf("Read = %+v, %v; want nothing", msgs, err)
 	}
@@ -595,7 +486,7 @@ func TestDelayHidesMessage(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, "SELECT vt FROM pgmq.q_jobs WHERE msg_id = $1", id).Scan(&vt); err != nil {
 		t.Fatal(err)
 	}
-	assertVTAfter(t, vt, before, after, time.Hour)
+	pgmqtest.AssertVTAfter(t, vt, before, after, time.Hour)
 
 	// A batch delay hides every message of the batch.
 	if _, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{}`), body(`{}`)}, pgmq.SendOptions{Delay: time.Minute}); err != nil {
@@ -604,7 +495,7 @@ func TestDelayHidesMessage(t *testing.T) {
 	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 10); err != nil || len(msgs) != 0 {
 		t.Fatalf("Read after delayed batch = %+v, %v; want nothing", msgs, err)
 	}
-	makeVisible(t, ctx, db.Pool, testQueue, id)
+	pgmqtest.MakeVisible(t, ctx, db.Pool, testQueue, id)
 	msgs, err := pgmq.Read(ctx, db.Pool, testQueue, 30*time.Second, 10)
 	if err != nil || len(msgs) != 1 || msgs[0].ID != id || msgs[0].ReadCount != 1 {
 		t.Fatalf("Read once due = %+v, %v", msgs, err)
@@ -613,8 +504,8 @@ func TestDelayHidesMessage(t *testing.T) {
 
 func TestArchive(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{"keep":"me"}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{"keep":"me"}`)
 	ok, err := pgmq.Archive(ctx, db.Pool, testQueue, id)
 	if err != nil || !ok {
 		t.Fatalf("Archive = %v, %v", ok, err)
@@ -630,7 +521,7 @@ func TestArchive(t *testing.T) {
 	if inQueue != 0 || inArchive != 1 {
 		t.Fatalf("after archive: %d in queue, %d in archive", inQueue, inArchive)
 	}
-	assertJSON(t, "archived message", archived, body(`{"keep":"me"}`))
+	pgmqtest.AssertJSON(t, "archived message", archived, body(`{"keep":"me"}`))
 	ok, err = pgmq.Archive(ctx, db.Pool, testQueue, id)
 	if err != nil || ok {
 		t.Fatalf("second Archive = %v, %v; want false", ok, err)
@@ -640,7 +531,7 @@ func TestArchive(t *testing.T) {
 // The batch forms report exactly the ids they removed.
 func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"n":1}`), body(`{"n":2}`), body(`{"n":3}`), body(`{"n":4}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -650,7 +541,7 @@ func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int64{sent[0], sent[1]}; !slices.Equal(sorted(archived), want) {
+	if want := []int64{sent[0], sent[1]}; !slices.Equal(pgmqtest.Sorted(archived), want) {
 		t.Fatalf("ArchiveBatch = %v, want %v", archived, want)
 	}
 	var archiveIDs []int64
@@ -666,10 +557,10 @@ func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int64{sent[2], sent[3]}; !slices.Equal(sorted(deleted), want) {
+	if want := []int64{sent[2], sent[3]}; !slices.Equal(pgmqtest.Sorted(deleted), want) {
 		t.Fatalf("DeleteBatch = %v, want %v", deleted, want)
 	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 0 {
+	if l := pgmqtest.QueueLength(t, ctx, db.Pool, testQueue); l != 0 {
 		t.Fatalf("queue length = %d, want 0", l)
 	}
 	if got, err := pgmq.DeleteBatch(ctx, db.Pool, testQueue, []int64{unknown}); err != nil || len(got) != 0 {
@@ -679,20 +570,20 @@ func TestBatchDeleteAndArchiveReturnRemovedIDs(t *testing.T) {
 
 func TestSetVT(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	id := pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
 	for _, vt := range []time.Duration{90 * time.Second, time.Millisecond, 0} {
 		want := (vt + time.Second - 1).Truncate(time.Second)
-		before := clock(t, ctx, db.Pool)
+		before := pgmqtest.Clock(t, ctx, db.Pool)
 		m, ok, err := pgmq.SetVT(ctx, db.Pool, testQueue, id, vt)
 		if err != nil || !ok {
 			t.Fatalf("SetVT(%v) = %v, %v", vt, ok, err)
 		}
-		after := clock(t, ctx, db.Pool)
+		after := pgmqtest.Clock(t, ctx, db.Pool)
 		if m.ID != id || m.ReadCount != 0 {
 			t.Fatalf("SetVT returned %+v", m)
 		}
-		assertVTAfter(t, m.VT, before, after, want)
+		pgmqtest.AssertVTAfter(t, m.VT, before, after, want)
 		var vtNow time.Time
 		if err := db.Pool.QueryRow(ctx, "SELECT vt FROM pgmq.q_jobs WHERE msg_id = $1", id).Scan(&vtNow); err != nil {
 			t.Fatal(err)
@@ -712,7 +603,7 @@ func TestSetVT(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	empty, err := pgmq.QueueMetrics(ctx, db.Pool, testQueue)
 	if err != nil {
 		t.Fatal(err)
@@ -721,7 +612,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("empty queue metrics = %+v", empty)
 	}
 	for i := range 3 {
-		send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
+		pgmqtest.Send(t, ctx, db.Pool, testQueue, fmt.Sprintf(`{"i":%d}`, i))
 	}
 	if _, err := pgmq.Read(ctx, db.Pool, testQueue, time.Minute, 1); err != nil {
 		t.Fatal(err)
@@ -740,10 +631,10 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsAll(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
-	send(t, ctx, db.Pool, testQueue, `{}`)
-	send(t, ctx, db.Pool, testQueue, `{}`)
-	send(t, ctx, db.Pool, "orchestration_dlq", `{}`)
+	ctx, db := pgmqtest.Setup(t, testQueue)
+	pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
+	pgmqtest.Send(t, ctx, db.Pool, testQueue, `{}`)
+	pgmqtest.Send(t, ctx, db.Pool, "orchestration_dlq", `{}`)
 	all, err := pgmq.MetricsAll(ctx, db.Pool)
 	if err != nil {
 		t.Fatal(err)
@@ -765,188 +656,10 @@ func TestMetricsAll(t *testing.T) {
 	}
 }
 
-// Of two concurrent claimers exactly one gets a visible message; the other does not wait.
-func TestReadSpecificConcurrentClaimers(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{"claim":"me"}`)
-
-	tx1, err := db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx1.Rollback(ctx) }()
-	m, ok, err := pgmq.ReadSpecific(ctx, tx1, testQueue, id, 30*time.Second)
-	if err != nil || !ok || m.ID != id || m.ReadCount != 1 {
-		t.Fatalf("first claimer = %+v, %v, %v", m, ok, err)
-	}
-	assertJSON(t, "body", m.Body, body(`{"claim":"me"}`))
-
-	tx2, err := db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx2.Rollback(ctx) }()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if m, ok, err := pgmq.ReadSpecific(wctx, tx2, testQueue, id, 30*time.Second); err != nil || ok {
-		t.Fatalf("second claimer = %+v, %v, %v; want nothing, at once", m, ok, err)
-	}
-	if err := tx2.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	// The first claimer rolls back: the claim is undone and the message claimable again.
-	if err := tx1.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m, ok, err = pgmq.ReadSpecific(ctx, db.Pool, testQueue, id, 30*time.Second)
-	if err != nil || !ok || m.ReadCount != 1 {
-		t.Fatalf("claim after rollback = %+v, %v, %v", m, ok, err)
-	}
-	// Now committed and invisible: nobody else can claim it.
-	if _, ok, err := pgmq.ReadSpecific(ctx, db.Pool, testQueue, id, 30*time.Second); err != nil || ok {
-		t.Fatalf("claim of a claimed message = %v, %v; want false", ok, err)
-	}
-}
-
-func TestReadSpecificNotClaimable(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	delayed, err := pgmq.Send(ctx, db.Pool, testQueue, body(`{}`), pgmq.SendOptions{Delay: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	read := send(t, ctx, db.Pool, testQueue, `{}`)
-	if msgs, err := pgmq.Read(ctx, db.Pool, testQueue, time.Hour, 1); err != nil || len(msgs) != 1 || msgs[0].ID != read {
-		t.Fatalf("Read = %v, %v", msgs, err)
-	}
-	deleted := send(t, ctx, db.Pool, testQueue, `{}`)
-	if ok, err := pgmq.Delete(ctx, db.Pool, testQueue, deleted); err != nil || !ok {
-		t.Fatal(ok, err)
-	}
-	archived := send(t, ctx, db.Pool, testQueue, `{}`)
-	if ok, err := pgmq.Archive(ctx, db.Pool, testQueue, archived); err != nil || !ok {
-		t.Fatal(ok, err)
-	}
-	cases := map[string]int64{"delayed": delayed, "invisible": read, "deleted": deleted, "archived": archived, "unknown": 999_999}
-	for name, id := range cases {
-		m, ok, err := pgmq.ReadSpecific(ctx, db.Pool, testQueue, id, 30*time.Second)
-		if err != nil || ok {
-			t.Errorf("ReadSpecific(%s %d) = %+v, %v, %v; want not claimable", name, id, m, ok, err)
-		}
-	}
-	var readCounts []int32
-	if err := db.Pool.QueryRow(ctx, "SELECT array_agg(read_ct ORDER BY msg_id) FROM pgmq.q_jobs").Scan(&readCounts); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(readCounts, []int32{0, 1}) {
-		t.Errorf("read counts %v after failed claims, want [0 1]", readCounts)
-	}
-}
-
-func TestReadSpecificReadCountAndVT(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
-	for i, vt := range []time.Duration{45 * time.Second, 1500 * time.Millisecond, time.Hour} {
-		want := (vt + time.Second - 1).Truncate(time.Second)
-		before := clock(t, ctx, db.Pool)
-		m, ok, err := pgmq.ReadSpecific(ctx, db.Pool, testQueue, id, vt)
-		if err != nil || !ok {
-			t.Fatalf("claim %d = %v, %v", i+1, ok, err)
-		}
-		after := clock(t, ctx, db.Pool)
-		if m.ReadCount != int32(i+1) {
-			t.Fatalf("claim %d: read_ct %d, want %d", i+1, m.ReadCount, i+1)
-		}
-		assertVTAfter(t, m.VT, before, after, want)
-		makeVisible(t, ctx, db.Pool, testQueue, id)
-	}
-}
-
-func TestReadSpecificRejectsBadQueueName(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	id := send(t, ctx, db.Pool, testQueue, `{}`)
-	for _, queue := range []string{"Bad-Name", "x; drop table", "jobs; delete from pgmq.q_jobs", "JOBS", ""} {
-		if _, ok, err := pgmq.ReadSpecific(ctx, db.Pool, queue, id, time.Second); err == nil || ok || !errors.Is(err, pgmq.ErrInvalidQueueName) {
-			t.Errorf("ReadSpecific(%q) = %v, %v; want ErrInvalidQueueName", queue, ok, err)
-		}
-		if _, err := pgmq.ReadSpecificBatch(ctx, db.Pool, queue, []int64{id}, time.Second); !errors.Is(err, pgmq.ErrInvalidQueueName) {
-			t.Errorf("ReadSpecificBatch(%q) = %v; want ErrInvalidQueueName", queue, err)
-		}
-		// The SQL functions refuse such names too, for callers that bypass this package.
-		for _, sql := range []string{
-			"SELECT msg_id FROM tasker.pgmq_read_specific_message($1::text, $2::bigint, 1)",
-			"SELECT msg_id FROM tasker.pgmq_read_specific_messages($1::text, ARRAY[$2::bigint], 1)",
-		} {
-			rows, err := db.Pool.Query(ctx, sql, queue, id)
-			if err == nil {
-				rows.Close()
-				err = rows.Err()
-			}
-			if err == nil {
-				t.Errorf("%s with %q: no error", sql, queue)
-			}
-		}
-	}
-	if l := queueLength(t, ctx, db.Pool, testQueue); l != 1 {
-		t.Fatalf("queue length %d, want 1", l)
-	}
-}
-
-func TestReadSpecificBatch(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"n":1}`), body(`{"n":2}`), body(`{"n":3}`), body(`{"n":4}`), body(`{"n":5}`)}, pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// sent[1] invisible (claimed), sent[2] deleted, sent[3] held by an open transaction.
-	if _, ok, err := pgmq.ReadSpecific(ctx, db.Pool, testQueue, sent[1], time.Hour); err != nil || !ok {
-		t.Fatal(ok, err)
-	}
-	if ok, err := pgmq.Delete(ctx, db.Pool, testQueue, sent[2]); err != nil || !ok {
-		t.Fatal(ok, err)
-	}
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, ok, err := pgmq.ReadSpecific(ctx, tx, testQueue, sent[3], time.Hour); err != nil || !ok {
-		t.Fatal(ok, err)
-	}
-
-	before := clock(t, ctx, db.Pool)
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	got, err := pgmq.ReadSpecificBatch(wctx, db.Pool, testQueue, []int64{sent[4], sent[3], 999_999, sent[2], sent[1], sent[0]}, 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := clock(t, ctx, db.Pool)
-	if want := []int64{sent[0], sent[4]}; !slices.Equal(ids(got), want) {
-		t.Fatalf("ReadSpecificBatch = %v, want %v", ids(got), want)
-	}
-	for _, m := range got {
-		if m.ReadCount != 1 {
-			t.Errorf("message %d read_ct %d, want 1", m.ID, m.ReadCount)
-		}
-		assertVTAfter(t, m.VT, before, after, 20*time.Second)
-	}
-	assertJSON(t, "body", got[1].Body, body(`{"n":5}`))
-	// Claimed now, so a second batch claim gets nothing.
-	if again, err := pgmq.ReadSpecificBatch(wctx, db.Pool, testQueue, []int64{sent[0], sent[4]}, 20*time.Second); err != nil || len(again) != 0 {
-		t.Fatalf("second ReadSpecificBatch = %v, %v", ids(again), err)
-	}
-}
-
 // The hot-path calls are one statement each.
 func TestHotPathIsOneStatement(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	c := &countingDB{DB: db.Pool}
 	check := func(name string) {
 		t.Helper()
@@ -968,10 +681,6 @@ func TestHotPathIsOneStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("SendBatch")
-	if _, err := pgmq.ReadSpecificBatch(ctx, c, testQueue, append([]int64{id}, batch...), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	check("ReadSpecificBatch")
 	if _, err := pgmq.ArchiveBatch(ctx, c, testQueue, batch); err != nil {
 		t.Fatal(err)
 	}
@@ -986,7 +695,7 @@ func TestHotPathIsOneStatement(t *testing.T) {
 // one is given).
 func TestReadNonObjectBodies(t *testing.T) {
 	t.Parallel()
-	ctx, db := setup(t)
+	ctx, db := pgmqtest.Setup(t, testQueue)
 	bodies := []json.RawMessage{body(`[1,2]`), body(`"text"`), body(`42`), body(`null`)}
 	sent, err := pgmq.SendBatch(ctx, db.Pool, testQueue, bodies, pgmq.SendOptions{})
 	if err != nil {
@@ -996,36 +705,10 @@ func TestReadNonObjectBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ids(msgs), sent) {
-		t.Fatalf("read %v, sent %v", ids(msgs), sent)
+	if !slices.Equal(pgmqtest.IDs(msgs), sent) {
+		t.Fatalf("read %v, sent %v", pgmqtest.IDs(msgs), sent)
 	}
 	for i, m := range msgs {
-		assertJSON(t, "body", m.Body, bodies[i])
-	}
-}
-
-// The queued form claims exactly like ReadSpecificBatch, sharing a round trip.
-func TestQueueReadSpecificBatchPipelines(t *testing.T) {
-	t.Parallel()
-	ctx, db := setup(t)
-	ids, err := pgmq.SendBatch(ctx, db.Pool, testQueue, []json.RawMessage{body(`{"a":1}`), body(`{"a":2}`)}, pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []pgmq.Message
-	var one int
-	b := &pgx.Batch{}
-	if err := pgmq.QueueReadSpecificBatch(b, testQueue, append(ids, 999999), 30*time.Second, &got); err != nil {
-		t.Fatal(err)
-	}
-	b.Queue("SELECT 1").QueryRow(func(r pgx.Row) error { return r.Scan(&one) })
-	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] || got[0].ReadCount != 1 || one != 1 {
-		t.Fatalf("claimed %+v (and %d), want %v with read_ct 1", got, one, ids)
-	}
-	if err := pgmq.QueueReadSpecificBatch(&pgx.Batch{}, "Bad-Name", ids, time.Second, &got); err == nil {
-		t.Fatal("bad queue name accepted")
+		pgmqtest.AssertJSON(t, "body", m.Body, bodies[i])
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	pgmqgo "github.com/craigpastro/pgmq-go"
 
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -134,7 +135,7 @@ func TestPgmqGoLifecycle(t *testing.T) {
 	if ok, err := pgmqgo.Archive(ctx, db, queue, 100); err != nil || ok {
 		t.Fatalf("Archive of a missing message = %v, %v", ok, err)
 	}
-	if ids, err := pgmqgo.ArchiveBatch(ctx, db, queue, []int64{3, 6, 100}); err != nil || !slices.Equal(sorted(ids), []int64{3, 6}) {
+	if ids, err := pgmqgo.ArchiveBatch(ctx, db, queue, []int64{3, 6, 100}); err != nil || !slices.Equal(pgmqtest.Sorted(ids), []int64{3, 6}) {
 		t.Fatalf("ArchiveBatch = %v, %v", ids, err)
 	}
 	// As pgmq-go's own test checks: the archive table is pgmq.a_<lower-cased name>.
@@ -149,7 +150,7 @@ func TestPgmqGoLifecycle(t *testing.T) {
 		t.Fatalf("Delete of a missing message = %v, %v", ok, err)
 	}
 	leftIDs := recordIDs(u.records(t, ctx, "pgmq.q_pgmqgoqueue"))
-	if ids, err := pgmqgo.DeleteBatch(ctx, db, queue, append(leftIDs, 100)); err != nil || !slices.Equal(sorted(ids), leftIDs) {
+	if ids, err := pgmqgo.DeleteBatch(ctx, db, queue, append(leftIDs, 100)); err != nil || !slices.Equal(pgmqtest.Sorted(ids), leftIDs) {
 		t.Fatalf("DeleteBatch of %v = %v, %v", leftIDs, ids, err)
 	}
 
@@ -184,15 +185,15 @@ func TestPgmqGoAndProjectClientInterwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(sorted(ids(got)), fromGo) {
-		t.Fatalf("project client read %v, pgmq-go sent %v", ids(got), fromGo)
+	if !slices.Equal(pgmqtest.Sorted(pgmqtest.IDs(got)), fromGo) {
+		t.Fatalf("project client read %v, pgmq-go sent %v", pgmqtest.IDs(got), fromGo)
 	}
 	for _, m := range got {
 		if m.ReadCount != 1 || m.Headers != nil {
 			t.Fatalf("message %+v", m)
 		}
 	}
-	if ids, err := pgmqgo.ArchiveBatch(ctx, db, queue, fromGo); err != nil || !slices.Equal(sorted(ids), fromGo) {
+	if ids, err := pgmqgo.ArchiveBatch(ctx, db, queue, fromGo); err != nil || !slices.Equal(pgmqtest.Sorted(ids), fromGo) {
 		t.Fatalf("pgmq-go archived %v, %v; want the messages the project client read", ids, err)
 	}
 

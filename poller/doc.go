@@ -12,7 +12,7 @@
 //	p := &poller.Poller{DB: pool, Queues: queues, Out: out, Periodic: mode != "event_driven"}
 //	l := &listener.Listener{
 //		ConnString:   listenURL,
-//		Channel:      pgmq.OrchestrationChannel,
+//		Channel:      tasker.OrchestrationChannel,
 //		Queues:       queues,
 //		Out:          out,
 //		OnBacklog:    func(context.Context) { p.TriggerAll() }, // after every (re)connect
@@ -31,4 +31,8 @@
 // The Poller follows pgxlisten's shape: exported fields are the configuration (each documents
 // its zero value), Run(ctx) blocks until ctx ends and returns an error only for a bad
 // configuration, and transient database failures are logged and retried.
+//
+// Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
+// not supported API: other programs should not import it, and its exported names may change in
+// any release (docs/architecture.md lists the public edge).
 package poller

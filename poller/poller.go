@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/internal/testsignal"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -200,20 +200,20 @@ type config struct {
 func (p *Poller) validate() error {
 	var errs []error
 	if p.Fetch == nil && p.DB == nil {
-		errs = append(errs, errors.New("DB is nil"))
+		errs = append(errs, errors.New("nil DB"))
 	}
 	if p.Fetch == nil && p.Out == nil {
-		errs = append(errs, errors.New("Out is nil"))
+		errs = append(errs, errors.New("nil Out"))
 	}
 	if p.Fetch != nil && p.MinAge != 0 {
-		errs = append(errs, errors.New("MinAge is set with Fetch: it applies to discovery only"))
+		errs = append(errs, errors.New("both MinAge and Fetch set: MinAge applies to discovery only"))
 	}
 	if len(p.Queues) == 0 {
-		errs = append(errs, errors.New("Queues is empty"))
+		errs = append(errs, errors.New("empty Queues"))
 	}
 	for _, q := range p.Queues {
 		if err := pgmq.ValidateQueueName(q); err != nil {
-			errs = append(errs, fmt.Errorf("Queues: %w", err))
+			errs = append(errs, fmt.Errorf("in Queues: %w", err))
 		}
 	}
 	if p.Interval < 0 {
@@ -245,9 +245,6 @@ func (p *Poller) config() *config {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.rand == nil {
-		c.rand = rand.Float64
-	}
 	for _, q := range p.Queues {
 		if !c.served[q] {
 			c.served[q] = true
@@ -256,11 +253,6 @@ func (p *Poller) config() *config {
 		}
 	}
 	return c
-}
-
-// jitter returns d shortened or lengthened by up to Jitter.
-func (c *config) jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (1 + Jitter*(2*c.rand()-1)))
 }
 
 // Run polls until ctx ends, then returns nil. It returns an error only for a missing or invalid
@@ -333,7 +325,7 @@ func newRun(p *Poller, c *config) *run {
 
 // arm starts the wait for the next periodic tick or retry.
 func (r *run) arm() {
-	r.timer.Reset(r.c.jitter(r.c.interval))
+	r.timer.Reset(timeutil.Jitter(r.c.interval, Jitter, r.c.rand))
 	r.armed = true
 }
 

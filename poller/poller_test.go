@@ -237,19 +237,6 @@ func TestPollerErrorIsNotFatal(t *testing.T) {
 	}
 }
 
-func TestPollerJitter(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		r    float64
-		want time.Duration
-	}{{0, 900 * time.Millisecond}, {0.5, time.Second}, {0.999999, 1100 * time.Millisecond}} {
-		c := &config{rand: func() float64 { return tc.r }}
-		if got := c.jitter(time.Second); (got - tc.want).Abs() > time.Millisecond {
-			t.Errorf("jitter(1s) with rand %v = %v, want %v", tc.r, got, tc.want)
-		}
-	}
-}
-
 // someDB stands for a database in configuration checks; Run must refuse before using it.
 type someDB struct{ pgmq.DB }
 

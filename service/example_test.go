@@ -17,6 +17,7 @@ import (
 	"github.com/tasker-systems/consumer/migrate"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/service"
+	"github.com/tasker-systems/consumer/tasker"
 	"github.com/tasker-systems/consumer/template"
 	"github.com/tasker-systems/consumer/workflow"
 )
@@ -69,7 +70,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{pgmq.NotifyChannel(workerQueue)}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{tasker.NotifyChannel(workerQueue)}.Sanitize()); err != nil {
 		log.Fatal(err)
 	}
 	request := `{"task_request":{"namespace":"demo","name":"linear","version":"1.0.0","context":{"n":6}}}`

@@ -21,8 +21,8 @@ import (
 	"github.com/tasker-systems/consumer/listener"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/metrics"
-	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/poller"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // ReadyTimeout bounds each readiness check: the database and the actor must each answer within
@@ -87,7 +87,7 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 	}
 	if cfg.Mode.Listens() {
 		s.listener = &listener.Listener{
-			ConnString: cfg.ListenDatabaseURL, Channel: pgmq.OrchestrationChannel, Queues: commands.Queues(),
+			ConnString: cfg.ListenDatabaseURL, Channel: tasker.OrchestrationChannel, Queues: commands.Queues(),
 			Out: s.notifications, PingInterval: cfg.ListenerPing, ReconnectMax: cfg.ReconnectMax, PingDB: pool,
 			OnBacklog: func(context.Context) {
 				s.poller.TriggerAll()

@@ -15,7 +15,7 @@ import (
 	"github.com/tasker-systems/consumer/internal/recorder"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // harness is a service running on the shared pipeline test harness, with the test signals of
@@ -191,7 +191,7 @@ func TestDuplicateAnnouncementsAndPollRunTheHandlerOnce(t *testing.T) {
 	<-h.Rec.Entered // claimed and running: in flight until the handler returns
 	payload := fmt.Sprintf(`{"event_type":"message_ready","queue_name":%q,"msg_id":%d}`, messages.QueueTaskRequests, id)
 	for range 3 {
-		if _, err := h.DB.Pool.Exec(ctx, "SELECT pg_notify($1, $2)", pgmq.OrchestrationChannel, payload); err != nil {
+		if _, err := h.DB.Pool.Exec(ctx, "SELECT pg_notify($1, $2)", tasker.OrchestrationChannel, payload); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -58,4 +58,8 @@
 // [Template.Fingerprint] hashes its canonical document, so a registry can tell
 // "the same template again" (harmless on every restart) from "a different
 // template under an existing version" (a mistake to refuse).
+//
+// Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
+// not supported API: other programs should not import it, and its exported names may change in
+// any release (docs/architecture.md lists the public edge).
 package template

@@ -53,7 +53,7 @@ func (t *Template) document() document {
 		Namespace:        t.Namespace,
 		Name:             t.Name,
 		Version:          t.Version,
-		IdentityStrategy: string(t.identityStrategy()),
+		IdentityStrategy: string(t.Strategy()),
 		Steps:            make([]stepDocument, len(t.Steps)),
 	}
 	for i, s := range t.Steps {

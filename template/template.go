@@ -172,9 +172,9 @@ func (t *Template) TopologicalOrder() []*Step {
 	return out
 }
 
-// identityStrategy treats an unset strategy on a hand-built template as the default, the
-// same way Parse does.
-func (t *Template) identityStrategy() IdentityStrategy {
+// Strategy returns the identity strategy in effect: an unset IdentityStrategy on a hand-built
+// template means the default, the same way Parse treats it.
+func (t *Template) Strategy() IdentityStrategy {
 	return cmp.Or(t.IdentityStrategy, IdentityStrategyDefault)
 }
 

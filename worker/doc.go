@@ -72,4 +72,9 @@
 //
 // If the process dies between steps 1 and 4, the dispatch reappears after its visibility
 // timeout and another worker runs it.
+//
+// It is supported API, with messages (the wire formats), pgmq (the PGMQ client) and tasker (the
+// project's claim and notify functions). Its third-party dependencies are pgx, pgxlisten, zap,
+// google/uuid and cenkalti/backoff: no Prometheus, no migration library. The consumer packages
+// it runs on (listener, poller) are implementation details behind its API.
 package worker

@@ -15,6 +15,7 @@ import (
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 	"github.com/tasker-systems/consumer/worker"
 )
 
@@ -38,7 +39,7 @@ func Example() {
 	if err := pgmq.Create(ctx, pool, queue); err != nil {
 		log.Fatal(err)
 	}
-	if err := pgmq.EnableNotify(ctx, pool, queue); err != nil {
+	if err := tasker.EnableNotify(ctx, pool, queue); err != nil {
 		log.Fatal(err)
 	}
 
@@ -69,7 +70,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{pgmq.OrchestrationChannel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{tasker.OrchestrationChannel}.Sanitize()); err != nil {
 		log.Fatal(err)
 	}
 	dispatch, _ := json.Marshal(messages.StepDispatch{

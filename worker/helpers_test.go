@@ -16,6 +16,7 @@ import (
 	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,7 @@ func newDB(t *testing.T) *testdb.DB {
 	if err := pgmq.Create(ctx, db.Pool, testQueue); err != nil {
 		t.Fatal(err)
 	}
-	if err := pgmq.EnableNotify(ctx, db.Pool, testQueue); err != nil {
+	if err := tasker.EnableNotify(ctx, db.Pool, testQueue); err != nil {
 		t.Fatal(err)
 	}
 	return db

@@ -16,14 +16,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/poller"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // Defaults of the Worker fields.
 const (
 	ConcurrencyDefault       = 8
-	VisibilityTimeoutDefault = pgmq.VisibilityTimeoutDefault
+	VisibilityTimeoutDefault = tasker.VisibilityTimeoutDefault
 	PollIntervalDefault      = poller.IntervalDefault
 	ShutdownTimeoutDefault   = 30 * time.Second
 	// ListenApplicationNameDefault names the LISTEN connection when neither ListenConnString
@@ -234,7 +234,7 @@ func (w *Worker) config() *config {
 		log:         cmp.Or(w.Logger, zap.NewNop()),
 		now:         w.Now,
 	}
-	c.channel = pgmq.NotifyChannel(c.queue)
+	c.channel = tasker.NotifyChannel(c.queue)
 	c.heartbeat = cmp.Or(w.HeartbeatInterval, c.vt/3)
 	c.opTimeout = max(c.vt, 5*time.Second)
 	if c.workerID == "" {

@@ -95,4 +95,8 @@
 // Timestamps the engine writes (created_at, updated_at, completed_at, history, next_retry_at,
 // dispatched_at) come from EngineOptions.Now, one reading per batch, so tests can pin
 // them. PGMQ computes message visibility (vt) with the database clock.
+//
+// Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
+// not supported API: other programs should not import it, and its exported names may change in
+// any release (docs/architecture.md lists the public edge).
 package workflow

@@ -1,10 +1,11 @@
 package workflow
 
 import (
-	"time"
-
+	"context"
+	"strings"
 	"testing"
 
+	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/template"
 )
@@ -66,7 +67,7 @@ func TestDefinitionRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tm := range tmpls {
-		raw, err := encodeDefinition(tm)
+		raw, err := tm.MarshalJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,19 +75,74 @@ func TestDefinitionRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tm.Key(), err)
 		}
-		if back.Key() != tm.Key() || len(back.Steps) != len(tm.Steps) {
-			t.Fatalf("%s: decoded %s with %d steps", tm.Key(), back.Key(), len(back.Steps))
+		if back.Key() != tm.Key() || len(back.Steps) != len(tm.Steps) || back.Source != tm.Source {
+			t.Fatalf("%s: decoded %s from %q with %d steps", tm.Key(), back.Key(), back.Source, len(back.Steps))
 		}
 	}
+	raw, err := tmpls[0].MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeDefinition(raw, "nope", ""); err == nil || !strings.Contains(err.Error(), "does not match its fingerprint") {
+		t.Fatalf("fingerprint mismatch: %v", err)
+	}
 	if _, err := decodeDefinition([]byte(`{"namespace":"demo","steps":[]}`), "nope", ""); err == nil {
-		t.Fatal("fingerprint mismatch not detected")
+		t.Fatal("invalid definition decoded")
 	}
 }
 
-func TestCeilSeconds(t *testing.T) {
-	for in, want := range map[int64]int32{0: 0, -5: 0, 1: 1, 999_999_999: 1, 1_000_000_000: 1, 1_000_000_001: 2, 2_500_000_000: 3} {
-		if got := ceilSeconds(time.Duration(in)); got != want {
-			t.Errorf("ceilSeconds(%d) = %d, want %d", in, got, want)
+// A registry row whose fingerprint was computed another way (by an earlier release) but whose
+// definition is the template being registered gets its fingerprint rewritten; a row holding a
+// different template is still refused.
+func TestRegisterUpgradesFingerprint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testdb.New(t, 4)
+	tmpls, err := template.LoadDir("../testdata/templates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Register(ctx, db.Pool, tmpls, nil); err != nil {
+		t.Fatal(err)
+	}
+	tm := tmpls[0]
+	stored := func() (fp string) {
+		t.Helper()
+		if err := db.Pool.QueryRow(ctx, `SELECT fingerprint FROM tasker.workflow_templates
+			WHERE namespace = $1 AND name = $2 AND version = $3`, tm.Namespace, tm.Name, tm.Version).Scan(&fp); err != nil {
+			t.Fatal(err)
 		}
+		return fp
+	}
+	setFingerprint := func(fp string) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, `UPDATE tasker.workflow_templates SET fingerprint = $4
+			WHERE namespace = $1 AND name = $2 AND version = $3`, tm.Namespace, tm.Name, tm.Version, fp); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	setFingerprint("computed-another-way")
+	if err := Register(ctx, db.Pool, []*template.Template{tm}, nil); err != nil {
+		t.Fatalf("register over an old-style fingerprint: %v", err)
+	}
+	if got := stored(); got != tm.Fingerprint() {
+		t.Fatalf("stored fingerprint %q, want %q", got, tm.Fingerprint())
+	}
+
+	// The stored definition is another template: refused, and the row is left alone.
+	other := *tm
+	other.Steps = append([]template.Step(nil), tm.Steps...)
+	other.Steps[0].Handler.Callable += "_changed"
+	if other.Fingerprint() == tm.Fingerprint() {
+		t.Fatal("the changed template has the same fingerprint")
+	}
+	setFingerprint("computed-another-way")
+	err = Register(ctx, db.Pool, []*template.Template{&other}, nil)
+	if err == nil || !strings.Contains(err.Error(), "a different template is already registered") {
+		t.Fatalf("changed template over an old-style fingerprint: %v", err)
+	}
+	if got := stored(); got != "computed-another-way" {
+		t.Fatalf("stored fingerprint rewritten to %q by a refused registration", got)
 	}
 }

@@ -1,14 +1,13 @@
 package workflow
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,17 +54,21 @@ func Register(ctx context.Context, db *pgxpool.Pool, templates []*template.Templ
 		if t == nil {
 			continue
 		}
-		created, err := registerOne(ctx, tx, t)
+		did, err := registerOne(ctx, tx, t)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		namespaces[t.Namespace] = true
-		if created {
+		switch did {
+		case registrationNew:
 			added = append(added, t.Key())
 			log.Info("template registered", zap.String("template", t.Key()),
 				zap.String("source", t.Source), zap.String("fingerprint", t.Fingerprint()))
-		} else {
+		case registrationUpgraded:
+			log.Info("template fingerprint brought up to date", zap.String("template", t.Key()),
+				zap.String("fingerprint", t.Fingerprint()))
+		default:
 			log.Debug("template already registered", zap.String("template", t.Key()))
 		}
 	}
@@ -101,14 +104,28 @@ func queueNames(namespaces []string) []string {
 	return out
 }
 
-// registerOne upserts one template; created is false when it was registered already.
-func registerOne(ctx context.Context, tx pgx.Tx, t *template.Template) (created bool, err error) {
+// registration is what registerOne did with a template.
+type registration int
+
+const (
+	registrationNew       registration = iota // inserted
+	registrationUnchanged                     // registered already, same fingerprint
+	registrationUpgraded                      // registered already; its fingerprint was rewritten
+)
+
+// registerOne upserts one template.
+//
+// A row whose fingerprint differs may have been written by an earlier release that computed
+// fingerprints another way. Its definition is then parsed and fingerprinted the current way:
+// when that matches, the row holds the same template and its fingerprint is brought up to date
+// instead of the registration being refused.
+func registerOne(ctx context.Context, tx pgx.Tx, t *template.Template) (registration, error) {
 	if err := t.Validate(); err != nil {
-		return false, fmt.Errorf("register template %s: %w", t.Key(), err)
+		return 0, fmt.Errorf("register template %s: %w", t.Key(), err)
 	}
-	def, err := encodeDefinition(t)
+	def, err := t.MarshalJSON()
 	if err != nil {
-		return false, fmt.Errorf("register template %s (%s): %w", t.Key(), sourceOf(t), err)
+		return 0, fmt.Errorf("register template %s (%s): %w", t.Key(), sourceOf(t), err)
 	}
 	fp := t.Fingerprint()
 	var id int64
@@ -117,147 +134,47 @@ func registerOne(ctx context.Context, tx pgx.Tx, t *template.Template) (created 
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (namespace, name, version) DO NOTHING
 		RETURNING template_id`,
-		t.Namespace, t.Name, t.Version, fp, string(strategyOf(t)), def, t.Source).Scan(&id)
+		t.Namespace, t.Name, t.Version, fp, string(t.Strategy()), json.RawMessage(def), t.Source).Scan(&id)
 	if err == nil {
-		return true, nil
+		return registrationNew, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return false, fmt.Errorf("register template %s: %w", t.Key(), err)
+		return 0, fmt.Errorf("register template %s: %w", t.Key(), err)
 	}
-	var existingFP, existingSource string
+	var (
+		storedFP, storedSource string
+		storedDef              []byte
+	)
 	err = tx.QueryRow(ctx, `
-		SELECT fingerprint, source FROM tasker.workflow_templates
+		SELECT template_id, fingerprint, source, definition FROM tasker.workflow_templates
 		WHERE namespace = $1 AND name = $2 AND version = $3`,
-		t.Namespace, t.Name, t.Version).Scan(&existingFP, &existingSource)
+		t.Namespace, t.Name, t.Version).Scan(&id, &storedFP, &storedSource, &storedDef)
 	if err != nil {
-		return false, fmt.Errorf("register template %s: read registered version: %w", t.Key(), err)
+		return 0, fmt.Errorf("register template %s: read registered version: %w", t.Key(), err)
 	}
-	if existingFP != fp {
-		if existingSource == "" {
-			existingSource = "unknown source"
+	if storedFP == fp {
+		return registrationUnchanged, nil
+	}
+	if stored, err := template.ParseJSON(storedSource, storedDef); err == nil && stored.Fingerprint() == fp {
+		if _, err := tx.Exec(ctx, "UPDATE tasker.workflow_templates SET fingerprint = $2 WHERE template_id = $1", id, fp); err != nil {
+			return 0, fmt.Errorf("register template %s: update fingerprint: %w", t.Key(), err)
 		}
-		return false, fmt.Errorf("register template %s (%s): a different template is already registered under this version (from %s): publish the change under a new version",
-			t.Key(), sourceOf(t), existingSource)
+		return registrationUpgraded, nil
 	}
-	return false, nil
+	return 0, fmt.Errorf("register template %s (%s): a different template is already registered under this version (from %s): publish the change under a new version",
+		t.Key(), sourceOf(t), cmp.Or(storedSource, "unknown source"))
 }
 
 func sourceOf(t *template.Template) string {
-	if t.Source == "" {
-		return "no source file"
-	}
-	return t.Source
-}
-
-func strategyOf(t *template.Template) template.IdentityStrategy {
-	if t.IdentityStrategy == "" {
-		return template.IdentityStrict
-	}
-	return t.IdentityStrategy
-}
-
-// definition is how a template is stored in workflow_templates.definition: the parsed form
-// with defaults applied and durations in Go syntax.
-type definition struct {
-	Namespace        string           `json:"namespace"`
-	Name             string           `json:"name"`
-	Version          string           `json:"version"`
-	IdentityStrategy string           `json:"identity_strategy"`
-	Steps            []definitionStep `json:"steps"`
-}
-
-type definitionStep struct {
-	Name         string            `json:"name"`
-	Handler      definitionHandler `json:"handler"`
-	Dependencies []string          `json:"dependencies"`
-	Retry        definitionRetry   `json:"retry"`
-}
-
-type definitionHandler struct {
-	Callable       string         `json:"callable"`
-	Initialization map[string]any `json:"initialization"`
-}
-
-type definitionRetry struct {
-	Retryable   bool   `json:"retryable"`
-	MaxAttempts int    `json:"max_attempts"`
-	BackoffBase string `json:"backoff_base"`
-	BackoffMax  string `json:"backoff_max"`
-}
-
-func encodeDefinition(t *template.Template) (json.RawMessage, error) {
-	d := definition{
-		Namespace:        t.Namespace,
-		Name:             t.Name,
-		Version:          t.Version,
-		IdentityStrategy: string(strategyOf(t)),
-		Steps:            make([]definitionStep, len(t.Steps)),
-	}
-	for i, s := range t.Steps {
-		deps := s.Dependencies
-		if deps == nil {
-			deps = []string{}
-		}
-		init := s.Handler.Initialization
-		if init == nil {
-			init = map[string]any{}
-		}
-		d.Steps[i] = definitionStep{
-			Name:         s.Name,
-			Handler:      definitionHandler{Callable: s.Handler.Callable, Initialization: init},
-			Dependencies: deps,
-			Retry: definitionRetry{
-				Retryable:   s.Retry.Retryable,
-				MaxAttempts: s.Retry.MaxAttempts,
-				BackoffBase: s.Retry.BackoffBase.String(),
-				BackoffMax:  s.Retry.BackoffMax.String(),
-			},
-		}
-	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("encode definition: %w", err)
-	}
-	return b, nil
+	return cmp.Or(t.Source, "no source file")
 }
 
 // decodeDefinition rebuilds a template from its stored definition and checks it against the
 // stored fingerprint, so a hand-edited registry row cannot silently change a template.
 func decodeDefinition(raw []byte, fingerprint, source string) (*template.Template, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // keep numbers in initialization exactly as registered
-	var d definition
-	if err := dec.Decode(&d); err != nil {
+	t, err := template.ParseJSON(source, raw)
+	if err != nil {
 		return nil, fmt.Errorf("decode definition: %w", err)
-	}
-	t := &template.Template{
-		Namespace:        d.Namespace,
-		Name:             d.Name,
-		Version:          d.Version,
-		IdentityStrategy: template.IdentityStrategy(d.IdentityStrategy),
-		Steps:            make([]template.Step, len(d.Steps)),
-		Source:           source,
-	}
-	for i, s := range d.Steps {
-		base, err := time.ParseDuration(s.Retry.BackoffBase)
-		if err != nil {
-			return nil, fmt.Errorf("decode definition: step %q: backoff_base: %w", s.Name, err)
-		}
-		maxDelay, err := time.ParseDuration(s.Retry.BackoffMax)
-		if err != nil {
-			return nil, fmt.Errorf("decode definition: step %q: backoff_max: %w", s.Name, err)
-		}
-		t.Steps[i] = template.Step{
-			Name:         s.Name,
-			Handler:      template.Handler{Callable: s.Handler.Callable, Initialization: s.Handler.Initialization},
-			Dependencies: s.Dependencies,
-			Retry: template.Retry{
-				Retryable:   s.Retry.Retryable,
-				MaxAttempts: s.Retry.MaxAttempts,
-				BackoffBase: base,
-				BackoffMax:  maxDelay,
-			},
-		}
 	}
 	if got := t.Fingerprint(); got != fingerprint {
 		return nil, fmt.Errorf("stored definition does not match its fingerprint (%s, want %s)", got, fingerprint)

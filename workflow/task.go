@@ -384,7 +384,7 @@ func taskIdentity(t *template.Template, spec messages.TaskRequestSpec) (*string,
 	if spec.IdempotencyKey != "" {
 		return hashIdentity("idempotency_key", []byte(spec.IdempotencyKey)), nil
 	}
-	switch strategyOf(t) {
+	switch t.Strategy() {
 	case template.IdentityAlwaysUnique:
 		return nil, nil
 	case template.IdentityCallerProvided:

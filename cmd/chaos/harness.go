@@ -239,19 +239,19 @@ func (h *harness) workerEnv(n *node) []string {
 
 // addConsumer starts a new consumer slot and waits until it is ready.
 func (h *harness) addConsumer(ctx context.Context, env ...string) (*node, error) {
-	h.mu.Lock()
-	n := &node{role: "consumer", slot: len(h.consumers) + 1, env: env}
-	h.consumers = append(h.consumers, n)
-	h.mu.Unlock()
-	n.log = filepath.Join(h.dir, n.name()+".log")
-	return n, h.start(ctx, n)
+	return h.addNode(ctx, "consumer", &h.consumers, env)
 }
 
 // addWorker starts a new worker slot.
 func (h *harness) addWorker(ctx context.Context, env ...string) (*node, error) {
+	return h.addNode(ctx, "worker", &h.workers, env)
+}
+
+// addNode appends a node of role to slots (under h.mu) and starts it.
+func (h *harness) addNode(ctx context.Context, role string, slots *[]*node, env []string) (*node, error) {
 	h.mu.Lock()
-	n := &node{role: "worker", slot: len(h.workers) + 1, env: env}
-	h.workers = append(h.workers, n)
+	n := &node{role: role, slot: len(*slots) + 1, env: env}
+	*slots = append(*slots, n)
 	h.mu.Unlock()
 	n.log = filepath.Join(h.dir, n.name()+".log")
 	return n, h.start(ctx, n)
@@ -391,9 +391,9 @@ func (h *harness) restartServer(ctx context.Context, mode string) (time.Duration
 
 // awaitRecovery waits until every running consumer answers /readyz 200, at least
 // wantListeners LISTEN connections were opened after the fault (when wantListeners > 0), and a
-// task completed after the fault (or no task is unfinished). It records and returns the time
-// since the fault.
-func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners int) (time.Duration, error) {
+// task completed after the fault (or no task is unfinished). It records the time since the
+// fault and reports it as progress.
+func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners int) error {
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
 	defer cancel()
 	why := "not started"
@@ -424,10 +424,11 @@ func (h *harness) awaitRecovery(ctx context.Context, at time.Time, wantListeners
 		if ok {
 			d := time.Since(at)
 			h.recovered(d)
-			return d, nil
+			h.progress("recovered in %s", d.Round(time.Millisecond))
+			return nil
 		}
 		if err := timeutil.Sleep(ctx, 25*time.Millisecond); err != nil {
-			return time.Since(at), fmt.Errorf("not recovered %s after the fault: %s", recoveryTimeout, why)
+			return fmt.Errorf("not recovered %s after the fault: %s", recoveryTimeout, why)
 		}
 	}
 }
@@ -513,41 +514,34 @@ func (h *harness) stopAll() {
 // commit was cut off may have committed, so the caller must tolerate a repeat: task requests
 // deduplicate by their context.
 func (h *harness) send(ctx context.Context, queue string, body json.RawMessage) (int64, error) {
-	var lastErr error
-	for try := 0; ; try++ {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		id, err := pgmq.Send(sctx, h.pool, queue, body, pgmq.SendOptions{})
-		cancel()
-		if err == nil {
-			return id, nil
-		}
-		lastErr = err
-		if errors.Is(err, pgmq.ErrInvalidQueueName) || try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
-			return 0, lastErr
-		}
-	}
+	return retrySend(ctx, func(ctx context.Context) (int64, error) {
+		return pgmq.Send(ctx, h.pool, queue, body, pgmq.SendOptions{})
+	})
 }
 
 // sendBatch is send for several bodies of one queue, in one statement.
 func (h *harness) sendBatch(ctx context.Context, queue string, bodies []json.RawMessage) ([]int64, error) {
-	var lastErr error
+	return retrySend(ctx, func(ctx context.Context) ([]int64, error) {
+		return pgmq.SendBatch(ctx, h.pool, queue, bodies, pgmq.SendOptions{})
+	})
+}
+
+// retrySend runs send, each try bounded to 10s, until it succeeds, fails for a reason a retry
+// cannot cure (a malformed queue name), or 30s of retries have passed.
+func retrySend[T any](ctx context.Context, send func(context.Context) (T, error)) (T, error) {
 	for try := 0; ; try++ {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ids, err := pgmq.SendBatch(sctx, h.pool, queue, bodies, pgmq.SendOptions{})
+		v, err := send(sctx)
 		cancel()
-		if err == nil {
-			return ids, nil
-		}
-		lastErr = err
-		if try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
-			return nil, lastErr
+		if err == nil || errors.Is(err, pgmq.ErrInvalidQueueName) || try > 300 || timeutil.Sleep(ctx, 100*time.Millisecond) != nil {
+			return v, err
 		}
 	}
 }
 
 // insertAged inserts a message directly into a queue table with a delivery count already at
 // readCt: a message that was delivered too often (a poison message).
-func (h *harness) insertAged(ctx context.Context, queue string, body []byte, readCt int) (int64, error) {
+func (h *harness) insertAged(ctx context.Context, queue string, body json.RawMessage, readCt int) (int64, error) {
 	if err := pgmq.ValidateQueueName(queue); err != nil {
 		return 0, err
 	}

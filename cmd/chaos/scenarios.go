@@ -170,11 +170,9 @@ func injectSigkill(ctx context.Context, h *harness, b *burst) error {
 		if err := h.start(ctx, c); err != nil {
 			return err
 		}
-		d, err := h.awaitRecovery(ctx, at, 0)
-		if err != nil {
+		if err := h.awaitRecovery(ctx, at, 0); err != nil {
 			return err
 		}
-		h.progress("recovered in %s", d.Round(time.Millisecond))
 	}
 	return nil
 }
@@ -204,11 +202,9 @@ func injectListenerTermination(ctx context.Context, h *harness, b *burst) error 
 			}
 		}
 		h.fault("listener terminated", "pg_terminate_backend(%v) (%d/%d), burst %s", pids, i+1, h.size.faults, b.progress())
-		d, err := h.awaitRecovery(ctx, at, len(pids))
-		if err != nil {
+		if err := h.awaitRecovery(ctx, at, len(pids)); err != nil {
 			return err
 		}
-		h.progress("recovered in %s", d.Round(time.Millisecond))
 	}
 	if c.starts != 1 || c.down {
 		h.problemf("the consumer was restarted (%d starts): it must survive a lost LISTEN connection", c.starts)
@@ -232,11 +228,9 @@ func injectRestart(mode string) func(ctx context.Context, h *harness, b *burst) 
 			return err
 		}
 		h.notef("pg.sh restart %s took %s", mode, took.Round(time.Millisecond))
-		d, err := h.awaitRecovery(ctx, at, len(h.runningConsumers()))
-		if err != nil {
+		if err := h.awaitRecovery(ctx, at, len(h.runningConsumers())); err != nil {
 			return err
 		}
-		h.progress("recovered in %s", d.Round(time.Millisecond))
 		for _, n := range h.nodes() {
 			if n.starts != 1 {
 				h.problemf("%s was restarted: it must survive a server restart", n.name())
@@ -287,11 +281,9 @@ func injectStall(ctx context.Context, h *harness, b *burst) error {
 			return err
 		}
 		h.notef("stall %d: /readyz was not 200 in %d of %d probes (every 250ms) while the handlers waited", i+1, unready, probes)
-		d, err := h.awaitRecovery(ctx, time.Now(), 0)
-		if err != nil {
+		if err := h.awaitRecovery(ctx, time.Now(), 0); err != nil {
 			return err
 		}
-		h.progress("recovered in %s", d.Round(time.Millisecond))
 	}
 	return nil
 }
@@ -326,11 +318,9 @@ func injectSigterm(ctx context.Context, h *harness, b *burst) error {
 		if err := h.start(ctx, c); err != nil {
 			return err
 		}
-		d, err := h.awaitRecovery(ctx, at, 0)
-		if err != nil {
+		if err := h.awaitRecovery(ctx, at, 0); err != nil {
 			return err
 		}
-		h.progress("recovered in %s", d.Round(time.Millisecond))
 	}
 	h.notef("drains: %s", strings.Join(drains, ", "))
 	return nil

@@ -53,21 +53,7 @@ func TestEndToEndWithRealProcesses(t *testing.T) {
 	}
 	defer worker.Stop()
 
-	cli := func(args ...string) (int, string) {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bins.Consumer, args...)
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if err != nil {
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				t.Fatalf("%v: %v", args, err)
-			}
-			code = ee.ExitCode()
-		}
-		return code, string(out)
-	}
+	cli := func(args ...string) (int, string) { return runCLI(ctx, bins.Consumer, env, args...) }
 	submit := func(name, taskContext string, extra ...string) (int, string) {
 		return cli(append([]string{"submit", "--namespace", "demo", "--name", name, "--version", "1.0.0", "--context", taskContext, "--wait", "--timeout", "60s"}, extra...)...)
 	}
@@ -145,4 +131,20 @@ func TestEndToEndWithRealProcesses(t *testing.T) {
 			t.Fatalf("%s: exit %d after %s (%v)\n%s", p.Name, code, took, err, p.Log())
 		}
 	}
+}
+
+// runCLI runs the consumer binary bin with args, env added to the environment, and returns its
+// exit code and combined output: -1 and the error when it could not be run at all.
+func runCLI(ctx context.Context, bin string, env []string, args ...string) (int, string) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	case err != nil:
+		return -1, err.Error()
+	}
+	return 0, string(out)
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -60,19 +58,7 @@ func TestThroughPgBouncerTransactionPooling(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"DATABASE_URL=" + pooled, "LISTEN_DATABASE_URL=" + db.URL, "LOG_LEVEL=info"}
-	cli := func(args ...string) (int, string) {
-		cmd := exec.CommandContext(ctx, bins.Consumer, args...)
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			return ee.ExitCode(), string(out)
-		case err != nil:
-			return -1, err.Error()
-		}
-		return 0, string(out)
-	}
+	cli := func(args ...string) (int, string) { return runCLI(ctx, bins.Consumer, env, args...) }
 
 	// Migrations at once through the pooler: a migration lock that stayed on a pooled backend
 	// would block the later ones for good.

@@ -17,6 +17,7 @@ import (
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -109,7 +110,7 @@ func TestRunProcessesAndShutsDown(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, queue); err != nil {
 		t.Fatal(err)
 	}
-	if err := pgmq.EnableNotify(ctx, db.Pool, queue); err != nil {
+	if err := tasker.EnableNotify(ctx, db.Pool, queue); err != nil {
 		t.Fatal(err)
 	}
 	// Results are announced on the orchestration channel: wait for one without sleeping.
@@ -118,7 +119,7 @@ func TestRunProcessesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `LISTEN "`+pgmq.OrchestrationChannel+`"`); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN "`+tasker.OrchestrationChannel+`"`); err != nil {
 		t.Fatal(err)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tasker-systems/consumer/internal/dlq"
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
@@ -37,15 +38,6 @@ func deadLetter(t *testing.T, db *testdb.DB, source string, msgID int64, body st
 	return id
 }
 
-func send(t *testing.T, db *testdb.DB, queue, body string) int64 {
-	t.Helper()
-	id, err := pgmq.Send(context.Background(), db.Pool, queue, json.RawMessage(body), pgmq.SendOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 func msgIDs(ls []dlq.Letter) []int64 {
 	out := make([]int64, len(ls))
 	for i, l := range ls {
@@ -63,7 +55,7 @@ func TestListOldestFirstWithoutClaiming(t *testing.T) {
 	}
 	a := deadLetter(t, db, messages.QueueTaskRequests, 7, `{"a":1}`)
 	b := deadLetter(t, db, messages.QueueStepResults, 8, `"not an object"`)
-	c := send(t, db, dlq.Queue, `{"put":"here by hand"}`)
+	c := pgmqtest.Send(t, t.Context(), db.Pool, dlq.Queue, `{"put":"here by hand"}`)
 	archived := deadLetter(t, db, messages.QueueTaskRequests, 9, `{}`)
 	if ok, err := pgmq.Archive(ctx, db.Pool, dlq.Queue, archived); err != nil || !ok {
 		t.Fatalf("archive: %v %v", ok, err)
@@ -109,7 +101,7 @@ func TestFindBySourceReadsOnlyAboveTheWatermark(t *testing.T) {
 	deadLetter(t, db, q, 2, `{"n":2}`) // a second dead letter of the same message: the first wins
 	deadLetter(t, db, messages.QueueStepResults, 3, `{}`)
 	// A hand-made dead letter whose source_msg_id is not a number must not break the lookup.
-	send(t, db, dlq.Queue, `{"source_queue":"orchestration_task_requests","source_msg_id":"x"}`)
+	pgmqtest.Send(t, t.Context(), db.Pool, dlq.Queue, `{"source_queue":"orchestration_task_requests","source_msg_id":"x"}`)
 	d4 := deadLetter(t, db, q, 4, `{}`)
 	if ok, err := pgmq.Archive(ctx, db.Pool, dlq.Queue, d4); err != nil || !ok {
 		t.Fatalf("archive: %v %v", ok, err)
@@ -166,7 +158,7 @@ func TestReplaySendsTheOriginalBackInOneTransaction(t *testing.T) {
 
 	// A dead letter that cannot be replayed stays where it is: no source, or a source queue
 	// that no longer exists (the send fails and the deletion rolls back with it).
-	noSource := send(t, db, dlq.Queue, `{"reason":"hand-made"}`)
+	noSource := pgmqtest.Send(t, t.Context(), db.Pool, dlq.Queue, `{"reason":"hand-made"}`)
 	gone := deadLetter(t, db, "worker_gone_queue", 3, `{}`)
 	for _, id := range []int64{noSource, gone} {
 		if _, err := dlq.Replay(ctx, db.Pool, id); err == nil {

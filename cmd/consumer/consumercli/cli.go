@@ -36,7 +36,7 @@ Usage:
   consumer dlq replay MSG_ID...  re-enqueue dead letters on their source queue
   consumer version               print the version
 
-Configuration is read from the environment (DATABASE_URL is required); see the README.
+Configuration is read from the environment (DATABASE_URL is required); see docs/configuration.md.
 Run 'consumer COMMAND --help' for a command's flags.
 `
 

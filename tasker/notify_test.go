@@ -1,4 +1,4 @@
-package pgmq_test
+package tasker_test
 
 import (
 	"context"
@@ -12,8 +12,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tasker-systems/consumer/internal/pgmqtest"
 	"github.com/tasker-systems/consumer/internal/testdb"
 	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/tasker"
 )
 
 // readyEvent is the JSON payload of the queue notify trigger (see docs/protocol.md).
@@ -100,70 +102,70 @@ func TestNotifyMessageReady(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
-	id := send(t, ctx, db.Pool, queue, `{"task":"x"}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), queue, id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
+	id := pgmqtest.Send(t, ctx, db.Pool, queue, `{"task":"x"}`)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 
 	// The other orchestration queues share the channel.
-	id = send(t, ctx, db.Pool, "orchestration_step_results", `{}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), "orchestration_step_results", id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	id = pgmqtest.Send(t, ctx, db.Pool, "orchestration_step_results", `{}`)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), "orchestration_step_results", id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyOnlyAfterCommit(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_step_results"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	id := send(t, ctx, tx, queue, `{}`)
+	id := pgmqtest.Send(t, ctx, tx, queue, `{}`)
 	// While tx is open its notification is pending: the sentinel, committed after the send
 	// but before tx, must arrive first.
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), queue, id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 
 	// A rolled-back send is never announced.
 	tx, err = db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, ctx, tx, queue, `{}`)
+	pgmqtest.Send(t, ctx, tx, queue, `{}`)
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyBatchReady(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_finalizations"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	sent, err := pgmq.SendBatch(ctx, db.Pool, queue, []json.RawMessage{body(`{"n":1}`), body(`{"n":2}`), body(`{"n":3}`)}, pgmq.SendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := nextEvent(t, ctx, conn, pgmq.OrchestrationChannel)
-	if ev.EventType != "batch_ready" || ev.QueueName != queue || ev.MsgID != nil || !slices.Equal(sorted(ev.MsgIDs), sorted(sent)) {
+	ev := nextEvent(t, ctx, conn, tasker.OrchestrationChannel)
+	if ev.EventType != "batch_ready" || ev.QueueName != queue || ev.MsgID != nil || !slices.Equal(pgmqtest.Sorted(ev.MsgIDs), pgmqtest.Sorted(sent)) {
 		t.Fatalf("event %+v, want batch_ready %s %v", ev, queue, sent)
 	}
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyQueueReadyWhenIDsDoNotFit(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	// Ids 1..2000 take 8892 bytes as a JSON array (6893 digits, 1999 commas): over the limit.
 	bodies := make([]json.RawMessage, 2000)
 	for i := range bodies {
@@ -176,34 +178,34 @@ func TestNotifyQueueReadyWhenIDsDoNotFit(t *testing.T) {
 	if len(sent) != len(bodies) {
 		t.Fatalf("sent %d", len(sent))
 	}
-	ev := nextEvent(t, ctx, conn, pgmq.OrchestrationChannel)
+	ev := nextEvent(t, ctx, conn, tasker.OrchestrationChannel)
 	if ev.EventType != "queue_ready" || ev.QueueName != queue || ev.MsgID != nil || ev.MsgIDs != nil {
 		t.Fatalf("event %+v, want queue_ready %s", ev, queue)
 	}
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyDelayedNotAnnounced(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "orchestration_task_requests"
-	conn := listen(t, ctx, db, pgmq.OrchestrationChannel)
+	conn := listen(t, ctx, db, tasker.OrchestrationChannel)
 	if _, err := pgmq.Send(ctx, db.Pool, queue, body(`{"later":true}`), pgmq.SendOptions{Delay: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pgmq.SendBatch(ctx, db.Pool, queue, []json.RawMessage{body(`{}`), body(`{}`)}, pgmq.SendOptions{Delay: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	id := send(t, ctx, db.Pool, queue, `{"now":true}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.OrchestrationChannel), queue, id)
-	expectNoMore(t, ctx, db, conn, pgmq.OrchestrationChannel)
+	id := pgmqtest.Send(t, ctx, db.Pool, queue, `{"now":true}`)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.OrchestrationChannel), queue, id)
+	expectNoMore(t, ctx, db, conn, tasker.OrchestrationChannel)
 }
 
 func TestNotifyWorkerQueue(t *testing.T) {
 	t.Parallel()
 	ctx, db := notifySetup(t)
 	const queue = "worker_demo_queue"
-	channel := pgmq.NotifyChannel(queue)
+	channel := tasker.NotifyChannel(queue)
 	if channel != "pgmq_message_ready.demo" {
 		t.Fatalf("NotifyChannel(%s) = %s", queue, channel)
 	}
@@ -212,12 +214,12 @@ func TestNotifyWorkerQueue(t *testing.T) {
 	}
 	// Enabling twice is harmless: still one notification per statement.
 	for range 2 {
-		if err := pgmq.EnableNotify(ctx, db.Pool, queue); err != nil {
+		if err := tasker.EnableNotify(ctx, db.Pool, queue); err != nil {
 			t.Fatal(err)
 		}
 	}
 	conn := listen(t, ctx, db, channel)
-	id := send(t, ctx, db.Pool, queue, `{"step":"s"}`)
+	id := pgmqtest.Send(t, ctx, db.Pool, queue, `{"step":"s"}`)
 	assertMessageReady(t, nextEvent(t, ctx, conn, channel), queue, id)
 	expectNoMore(t, ctx, db, conn, channel)
 }
@@ -230,9 +232,9 @@ func TestNoNotifyWithoutEnable(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, queue); err != nil {
 		t.Fatal(err)
 	}
-	conn := listen(t, ctx, db, pgmq.NotifyChannel(queue))
-	send(t, ctx, db.Pool, queue, `{}`)
-	expectNoMore(t, ctx, db, conn, pgmq.NotifyChannel(queue))
+	conn := listen(t, ctx, db, tasker.NotifyChannel(queue))
+	pgmqtest.Send(t, ctx, db.Pool, queue, `{}`)
+	expectNoMore(t, ctx, db, conn, tasker.NotifyChannel(queue))
 }
 
 func TestNotifyChannelMatchesSQL(t *testing.T) {
@@ -249,11 +251,11 @@ func TestNotifyChannelMatchesSQL(t *testing.T) {
 		if err := db.Pool.QueryRow(ctx, "SELECT tasker.queue_notify_channel($1::text)", name).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		if got := pgmq.NotifyChannel(name); got != want {
+		if got := tasker.NotifyChannel(name); got != want {
 			t.Errorf("NotifyChannel(%q) = %q, SQL says %q", name, got, want)
 		}
 	}
-	if got := pgmq.NotifyChannel("orchestration_task_requests"); got != pgmq.OrchestrationChannel {
+	if got := tasker.NotifyChannel("orchestration_task_requests"); got != tasker.OrchestrationChannel {
 		t.Errorf("orchestration channel %q", got)
 	}
 }
@@ -267,8 +269,8 @@ func TestEnableNotifyRejectsOverlongChannel(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, queue); err != nil {
 		t.Fatal(err)
 	}
-	err := pgmq.EnableNotify(ctx, db.Pool, queue)
-	if err == nil || !strings.Contains(err.Error(), "pgmq: enable_notify "+queue+": ") {
+	err := tasker.EnableNotify(ctx, db.Pool, queue)
+	if err == nil || !strings.Contains(err.Error(), "tasker: enable_notify "+queue+": ") {
 		t.Fatalf("EnableNotify(%s) = %v, want an error", queue, err)
 	}
 	var pgErr *pgconn.PgError
@@ -284,13 +286,13 @@ func TestEnableNotifyRejectsOverlongChannel(t *testing.T) {
 	if err := pgmq.Create(ctx, db.Pool, ok); err != nil {
 		t.Fatal(err)
 	}
-	if err := pgmq.EnableNotify(ctx, db.Pool, ok); err != nil {
+	if err := tasker.EnableNotify(ctx, db.Pool, ok); err != nil {
 		t.Fatal(err)
 	}
-	conn := listen(t, ctx, db, pgmq.NotifyChannel(ok))
-	id := send(t, ctx, db.Pool, ok, `{}`)
-	assertMessageReady(t, nextEvent(t, ctx, conn, pgmq.NotifyChannel(ok)), ok, id)
-	if n := len(pgmq.NotifyChannel(ok)); n != 63 {
+	conn := listen(t, ctx, db, tasker.NotifyChannel(ok))
+	id := pgmqtest.Send(t, ctx, db.Pool, ok, `{}`)
+	assertMessageReady(t, nextEvent(t, ctx, conn, tasker.NotifyChannel(ok)), ok, id)
+	if n := len(tasker.NotifyChannel(ok)); n != 63 {
 		t.Fatalf("channel length %d", n)
 	}
 }
