@@ -36,7 +36,7 @@ type run struct {
 // resultReq is one finished step waiting to be committed.
 type resultReq struct {
 	m    pgmq.Message
-	body []byte
+	body json.RawMessage
 	done chan error // nil, errAlreadyDeleted or the transaction's error
 }
 
@@ -152,7 +152,7 @@ func (r *run) logOutcome(log *zap.Logger, info messages.StepExecutionInfo, err e
 
 // commit hands the result to the committer, which deletes the dispatch and sends the result in
 // one transaction (shared with other results ready at the same moment), and records the outcome.
-func (r *run) commit(m pgmq.Message, log *zap.Logger, body []byte, failed bool) {
+func (r *run) commit(m pgmq.Message, log *zap.Logger, body json.RawMessage, failed bool) {
 	req := resultReq{m: m, body: body, done: make(chan error, 1)}
 	r.results <- req
 	err := <-req.done

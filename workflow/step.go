@@ -73,8 +73,8 @@ type stepChange struct {
 	fromAttempt int
 	to          string
 	toAttempt   int
-	result      []byte // set for completed
-	lastError   []byte // set for failures
+	result      json.RawMessage // set for completed
+	lastError   json.RawMessage // set for failures
 	nextRetryAt *time.Time
 	reason      string
 	retry       *outgoing
@@ -113,7 +113,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 	steps := map[uuid.UUID]*stepRow{}
 	b := newBatch()
 	queueLockTasks(b, distinct(taskIDs), tasks)
-	b.Queue(readStepsSQL, distinct(stepIDs)).Query(func(rows pgx.Rows) error {
+	b.Queue(readStepsSQL, uuidArgs(distinct(stepIDs))).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id uuid.UUID
 			s := &stepRow{}
@@ -159,7 +159,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 		ids, retried             []uuid.UUID
 		from, to, reasons        []string
 		fromAttempts, toAttempts []int32
-		resultsJSON, errorsJSON  [][]byte
+		resultsJSON, errorsJSON  []json.RawMessage
 		retryAt                  []*time.Time
 		updated                  = map[uuid.UUID]bool{}
 		deps                     = map[uuid.UUID]map[string]json.RawMessage{}
@@ -174,7 +174,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 		sq.byTask[c.step.taskUUID] = &settling{task: tasks[c.step.taskUUID]}
 	}
 	b = &pgx.Batch{}
-	b.Queue(updateStepsSQL, now, ids, from, fromAttempts, to, toAttempts, resultsJSON, errorsJSON, retryAt, reasons).Query(func(rows pgx.Rows) error {
+	b.Queue(updateStepsSQL, now, uuidArgs(ids), from, fromAttempts, to, toAttempts, resultsJSON, errorsJSON, retryAt, reasons).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id uuid.UUID
 			if err := rows.Scan(&id); err != nil {
@@ -185,7 +185,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 		return rows.Err()
 	})
 	if len(retried) > 0 {
-		b.Queue(parentResultsSQL, retried).Query(func(rows pgx.Rows) error {
+		b.Queue(parentResultsSQL, uuidArgs(retried)).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
 				var d map[string]json.RawMessage
@@ -282,9 +282,9 @@ func (e *Engine) plan(i int, res messages.StepResult, task *lockedTask, step *st
 	}
 	if status == messages.StatusCompleted {
 		c.to = StepComplete
-		c.result = []byte(res.Result.Result)
+		c.result = res.Result.Result
 		if len(c.result) == 0 {
-			c.result = []byte("null")
+			c.result = json.RawMessage("null")
 		}
 		c.reason = fmt.Sprintf("attempt %d completed", step.attempts)
 		return c, nil

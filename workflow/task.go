@@ -260,7 +260,7 @@ func (e *Engine) insertTasks(ctx context.Context, tx pgx.Tx, tasks []*newTask, n
 			if err != nil {
 				return fmt.Errorf("new step uuid: %w", err)
 			}
-			init := []byte("{}")
+			init := json.RawMessage("{}")
 			if len(s.Handler.Initialization) > 0 {
 				if init, err = json.Marshal(s.Handler.Initialization); err != nil {
 					return fmt.Errorf("template %s: step %q: encode initialization: %w", nt.reg.t.Key(), s.Name, err)
@@ -291,11 +291,11 @@ func (e *Engine) insertTasks(ctx context.Context, tx pgx.Tx, tasks []*newTask, n
 		}
 	}
 	rows, err := tx.Query(ctx, insertTasksSQL, now,
-		taskIDs, corrIDs, templateIDs, namespaces, names, versions, contexts, identities, keys, requestIDs,
+		uuidArgs(taskIDs), uuidArgs(corrIDs), templateIDs, namespaces, names, versions, contexts, identities, keys, requestIDs,
 		initiators, sources, reasons, tags, priorities, TaskStepsInProcess,
 		[]*string{nil, ptr(TaskPending)}, []string{TaskPending, TaskStepsInProcess}, []string{"created", "steps in process"},
-		stepIDs, stepTasks, stepNames, positions, callables, inits, maxAttempts, retryable, bases, maxes, roots,
-		StepPending, StepEnqueued, "created", readyReason, parents, children, eTs)
+		uuidArgs(stepIDs), uuidArgs(stepTasks), stepNames, positions, callables, inits, maxAttempts, retryable, bases, maxes, roots,
+		StepPending, StepEnqueued, "created", readyReason, uuidArgs(parents), uuidArgs(children), uuidArgs(eTs))
 	if err != nil {
 		return fmt.Errorf("initialize %d task(s): insert: %w", n, err)
 	}
