@@ -98,7 +98,7 @@ func Lookup(ctx context.Context, db DB, dlqAfter int64, reqs []Request) ([]Outco
 			return err
 		}
 		var tasks []string // uuids as text: see the tasksSQL cast
-		var gone []int64 // msg_ids of the requests neither queued nor turned into a task
+		var gone []int64   // msg_ids of the requests neither queued nor turned into a task
 		for i, f := range fs {
 			switch {
 			case f.TaskUUID != nil:
