@@ -508,18 +508,6 @@ func queueSends(b *pgx.Batch, sends []outgoing, namespaces map[uuid.UUID]string,
 	}
 }
 
-// ceilSeconds rounds a delay up to whole seconds, PGMQ's delay unit.
-func ceilSeconds(d time.Duration) int32 {
-	if d <= 0 {
-		return 0
-	}
-	s := (d + time.Second - 1) / time.Second
-	if s > 1<<31-1 {
-		return 1<<31 - 1
-	}
-	return int32(s)
-}
-
 // uuidArgs turns ids into the text form of a uuid[] parameter: pgx has no encoding of
 // []uuid.UUID in the exec and simple protocol query modes (needed behind PgBouncer), and a
 // ::uuid[] cast in the statement reads text in every mode.
@@ -534,16 +522,4 @@ func uuidArgs(ids []uuid.UUID) []string {
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
-}
-
-// truncate shortens s for a history reason.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut at a rune boundary.
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -1,8 +1,6 @@
 package workflow
 
 import (
-	"time"
-
 	"testing"
 
 	"github.com/tasker-systems/consumer/messages"
@@ -80,13 +78,5 @@ func TestDefinitionRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeDefinition([]byte(`{"namespace":"demo","steps":[]}`), "nope", ""); err == nil {
 		t.Fatal("fingerprint mismatch not detected")
-	}
-}
-
-func TestCeilSeconds(t *testing.T) {
-	for in, want := range map[int64]int32{0: 0, -5: 0, 1: 1, 999_999_999: 1, 1_000_000_000: 1, 1_000_000_001: 2, 2_500_000_000: 3} {
-		if got := ceilSeconds(time.Duration(in)); got != want {
-			t.Errorf("ceilSeconds(%d) = %d, want %d", in, got, want)
-		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/tasker-systems/consumer/actor"
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/textutil"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/template"
 )
@@ -302,10 +304,10 @@ func (e *Engine) plan(i int, res messages.StepResult, task *lockedTask, step *st
 		step.attempts < step.maxAttempts && !TaskFinished(task.state) {
 		policy := template.Retry{Retryable: step.retryable, MaxAttempts: step.maxAttempts,
 			BackoffBase: step.backoffBase, BackoffMax: step.backoffMax}
-		delay := ceilSeconds(policy.Backoff(step.attempts, res.Result.BackoffHintDuration(), e.rand))
+		delay := timeutil.CeilSeconds(policy.Backoff(step.attempts, res.Result.BackoffHintDuration(), e.rand))
 		at := now.Add(time.Duration(delay) * time.Second)
 		c.to, c.toAttempt, c.nextRetryAt = StepWaitingForRetry, step.attempts+1, &at
-		c.reason = truncate(fmt.Sprintf("attempt %d failed (%s); attempt %d dispatched with a %ds delay",
+		c.reason = textutil.Truncate(fmt.Sprintf("attempt %d failed (%s); attempt %d dispatched with a %ds delay",
 			step.attempts, stepErr.Message, c.toAttempt, delay), 500)
 		c.retry = &outgoing{taskUUID: res.TaskUUID, stepUUID: res.StepUUID, attempt: c.toAttempt, delay: delay}
 		return c, nil
@@ -320,7 +322,7 @@ func (e *Engine) plan(i int, res messages.StepResult, task *lockedTask, step *st
 	case TaskFinished(task.state):
 		why = "task " + task.state
 	}
-	c.reason = truncate(fmt.Sprintf("attempt %d failed (%s): %s", step.attempts, why, stepErr.Message), 500)
+	c.reason = textutil.Truncate(fmt.Sprintf("attempt %d failed (%s): %s", step.attempts, why, stepErr.Message), 500)
 	return c, nil
 }
 

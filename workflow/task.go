@@ -124,9 +124,8 @@ func (e *Engine) prepare(i int, req messages.TaskRequest, regs map[templateKey]r
 	if !ok {
 		return nil, commands.Permanent("unknown_template", fmt.Errorf("template %s is not registered", key))
 	}
-	if !isJSONObject(spec.Context) {
-		return nil, commands.Permanent(messages.ReasonValidation,
-			&messages.ValidationError{Field: "task_request.context", Reason: "must be a JSON object"})
+	if err := messages.ValidateTaskContext(spec.Context); err != nil {
+		return nil, commands.Permanent(messages.ReasonValidation, err)
 	}
 	identity, err := taskIdentity(reg.t, spec)
 	if err != nil {
@@ -431,11 +430,6 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-func isJSONObject(raw json.RawMessage) bool {
-	t := bytes.TrimSpace(raw)
-	return len(t) > 0 && t[0] == '{' && json.Valid(t)
 }
 
 func nullIfEmpty(s string) *string {
