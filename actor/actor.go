@@ -12,7 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/depth"
 	"github.com/tasker-systems/consumer/internal/testsignal"
+	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
 
@@ -22,6 +24,7 @@ const (
 	BatchSizeDefault         = 64
 	VisibilityTimeoutDefault = pgmq.VisibilityTimeoutDefault
 	MaxReadCountDefault      = 5
+	MaxMessageBytesDefault   = 4 << 20
 	ShutdownTimeoutDefault   = 30 * time.Second
 )
 
@@ -39,6 +42,9 @@ type Config struct {
 	Control *commands.CommandChannel
 	// Notifications is only read for its saturation in health reports; may be nil.
 	Notifications *commands.NotificationChannel
+	// Depths reads the orchestration queues' and the DLQ's depths for health reports; it
+	// should be cheap and cached (internal/depth). If nil, a reader of those queues is made.
+	Depths Depths
 	// InFlight is shared with the dispatcher. If nil, a private set is used.
 	InFlight *commands.InFlight
 	Handlers Handlers
@@ -48,6 +54,10 @@ type Config struct {
 	// MaxReadCount is how many deliveries a message gets before it is dead-lettered. If 0,
 	// the default of 5 is used.
 	MaxReadCount int
+	// MaxMessageBytes is the largest body handled: a larger one is dead-lettered
+	// (message_too_large) by the claim, in the database, without being read. If 0, the default
+	// of 4 MiB is used.
+	MaxMessageBytes int64
 	// Concurrency is how many batches are processed at once. If 0, the default of 8 is used.
 	Concurrency int
 	// BatchSize is the most messages one transaction handles. If 0, the default of 64 is used.
@@ -64,10 +74,16 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Depths reads queue depths.
+type Depths interface {
+	Read(ctx context.Context) (depth.Reading, error)
+}
+
 // Observer receives measurements; implementations must be safe for concurrent use.
 type Observer interface {
 	// MessageDone is called once per message outcome: handling took handlerTime, and
-	// sinceReceived is the time from the notification (or poll) to the end of handling.
+	// sinceReceived is the time from the notification (or poll) to the start of its handler
+	// (to the outcome, for a message that never reached one).
 	MessageDone(queue string, outcome commands.Outcome, handlerTime, sinceReceived time.Duration)
 	// BatchDone is called once per transaction.
 	BatchDone(queue string, size int, took time.Duration, committed bool)
@@ -110,6 +126,7 @@ func New(cfg Config) (*Actor, error) {
 	}
 	cfg.VisibilityTimeout = cmp.Or(cfg.VisibilityTimeout, VisibilityTimeoutDefault)
 	cfg.MaxReadCount = cmp.Or(cfg.MaxReadCount, MaxReadCountDefault)
+	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, MaxMessageBytesDefault)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, BatchSizeDefault)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, ShutdownTimeoutDefault)
@@ -117,6 +134,13 @@ func New(cfg Config) (*Actor, error) {
 	cfg.Observer = cmp.Or[Observer](cfg.Observer, nopObserver{})
 	if cfg.InFlight == nil {
 		cfg.InFlight = commands.NewInFlight()
+	}
+	if cfg.Depths == nil {
+		d, err := depth.New(depth.Config{DB: cfg.Pool, Queues: append(commands.Queues(), messages.QueueDLQ)})
+		if err != nil {
+			return nil, fmt.Errorf("actor: %w", err)
+		}
+		cfg.Depths = d
 	}
 	if cfg.Control == nil {
 		cfg.Control = commands.NewChannel[commands.Command]("orchestration_control", controlBuffer)
@@ -143,7 +167,7 @@ func (cfg *Config) validate() error {
 		name     string
 		negative bool
 	}{
-		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0},
+		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0}, {"MaxMessageBytes", cfg.MaxMessageBytes < 0},
 		{"Concurrency", cfg.Concurrency < 0}, {"BatchSize", cfg.BatchSize < 0}, {"ShutdownTimeout", cfg.ShutdownTimeout < 0},
 	} {
 		if f.negative {

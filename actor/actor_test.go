@@ -602,3 +602,51 @@ func TestPoisonedMessageIsIsolatedByBisection(t *testing.T) {
 		t.Fatalf("queue length = %d, want 0", n)
 	}
 }
+
+// A body over MaxMessageBytes is dead-lettered by the claim, in the database, with its original
+// body, and its batch's other messages are processed as usual.
+func TestOversizedMessagesAreDeadLetteredWithoutBeingRead(t *testing.T) {
+	h := start(t, func(c *actor.Config) { c.MaxMessageBytes = 64 << 10 })
+	q := messages.QueueTaskRequests
+	big := h.Send(q, recorder.TaskRequest("big", `{"pad":"`+strings.Repeat("x", 100<<10)+`"}`))
+	small := h.Send(q, recorder.TaskRequest("small", `{}`))
+	got := h.processAll(q, big, small)
+	if o := got[big]; o.Outcome != commands.OutcomeDeadLettered || o.Detail != messages.ReasonMessageTooLarge {
+		t.Fatalf("big: %v %q (%v), want dead_lettered %s", o.Outcome, o.Detail, o.Err, messages.ReasonMessageTooLarge)
+	}
+	if o := got[small]; o.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("small: %v (%v), want processed", o.Outcome, o.Err)
+	}
+	if h.Rec.Effects(t, "task", "big") != 0 || h.Rec.Effects(t, "task", "small") != 1 || h.QueueLen(q) != 0 {
+		t.Fatal("the oversized message must have no effect and leave the queue with the small one")
+	}
+	dl := h.DeadLetters()
+	if len(dl) != 1 || dl[0].Reason != messages.ReasonMessageTooLarge || dl[0].SourceMsgID != big ||
+		!strings.Contains(dl[0].Error, "CONSUMER_MAX_MESSAGE_BYTES") || len(dl[0].Message) < 100<<10 {
+		t.Fatalf("dead letters = %d, want one message_too_large carrying the original body", len(dl))
+	}
+}
+
+// A batch whose claim fails (here: the claim function is missing) fails its messages; they are
+// not "not found", which would hide a broken database behind a normal race outcome.
+func TestAFailedClaimIsAFailureNotANotFound(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	q := messages.QueueTaskRequests
+	id := h.Send(q, recorder.TaskRequest("claimless", `{}`))
+	rename := func(from, to string) {
+		t.Helper()
+		sql := fmt.Sprintf("ALTER FUNCTION tasker.%s(text, bigint[], integer, bigint) RENAME TO %s", from, to)
+		if _, err := h.DB.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rename("pgmq_read_specific_messages", "pgmq_read_specific_messages_away")
+	if out := h.process(q, id); out.Outcome != commands.OutcomeFailed || out.Err == nil {
+		t.Fatalf("outcome with a failing claim = %v (%v), want failed", out.Outcome, out.Err)
+	}
+	rename("pgmq_read_specific_messages_away", "pgmq_read_specific_messages")
+	if out := h.process(q, id); out.Outcome != commands.OutcomeProcessed {
+		t.Fatalf("outcome once the claim works = %v (%v), want processed", out.Outcome, out.Err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tasker-systems/consumer/commands"
+	"github.com/tasker-systems/consumer/internal/timeutil"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 )
@@ -27,8 +28,10 @@ type item struct {
 	detail  string
 	err     error
 	dlq     *messages.DeadLetter
-	started time.Time
-	took    time.Duration
+	// ackedByClaim: the claim dead-lettered and deleted the message already (too large).
+	ackedByClaim bool
+	started      time.Time
+	took         time.Duration
 }
 
 // runBatch processes the messages of one batch (one queue) in one transaction.
@@ -37,6 +40,12 @@ func (a *Actor) runBatch(batch []commands.ProcessMessage) {
 	queue := batch[0].Queue
 	start := a.now()
 	items, notFound, committed, err := a.processBatch(ctx, queue, batch)
+	if err != nil && items == nil && notFound == nil {
+		// Failed before or during the claim: no message was found missing, every one failed.
+		for _, w := range batch {
+			items = append(items, &item{w: w})
+		}
+	}
 	if err != nil {
 		// The transaction did not commit: no effect and no ack for any message, and its claims
 		// are undone, so those messages are visible again right away.
@@ -62,18 +71,18 @@ func (a *Actor) runBatch(batch []commands.ProcessMessage) {
 func (a *Actor) processBatch(ctx context.Context, queue string, batch []commands.ProcessMessage) (items []*item, notFound []commands.ProcessMessage, committed bool, err error) {
 	tx, err := a.cfg.Pool.Begin(ctx)
 	if err != nil {
-		return nil, batch, false, fmt.Errorf("begin: %w", err)
+		return nil, nil, false, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	// The savepoint the handlers roll back to on a failure goes in the claim's round trip.
 	items, notFound, err = a.claim(ctx, tx, queue, batch)
 	if err != nil {
-		return nil, batch, false, err
+		return nil, nil, false, err
 	}
 	var runnable []*item
 	for _, it := range items {
-		if a.hydrate(it) {
+		if !it.ackedByClaim && a.hydrate(it) {
 			runnable = append(runnable, it)
 		}
 	}
@@ -102,31 +111,56 @@ func (a *Actor) claim(ctx context.Context, tx pgx.Tx, queue string, batch []comm
 	for i, w := range batch {
 		ids[i] = w.MsgID
 	}
-	var msgs []pgmq.Message
+	var claimed []claimedMessage
 	b := &pgx.Batch{}
-	if err := pgmq.QueueReadSpecificBatch(b, queue, ids, a.cfg.VisibilityTimeout, &msgs); err != nil {
-		return nil, nil, err
-	}
+	b.Queue(claimSQL, queue, ids, timeutil.CeilSeconds(a.cfg.VisibilityTimeout), a.cfg.MaxMessageBytes).Query(func(rows pgx.Rows) error {
+		var err error
+		claimed, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimedMessage, error) {
+			var c claimedMessage
+			m := &c.msg
+			err := row.Scan(&m.ID, &m.ReadCount, &m.EnqueuedAt, &m.VT, &m.Body, &m.Headers, &c.size)
+			return c, err
+		})
+		return err
+	})
 	b.Queue("SAVEPOINT handlers")
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("claim %s: %w", queue, err)
 	}
-	byID := make(map[int64]pgmq.Message, len(msgs))
-	for _, m := range msgs {
-		byID[m.ID] = m
+	byID := make(map[int64]claimedMessage, len(claimed))
+	for _, c := range claimed {
+		byID[c.msg.ID] = c
 	}
 	var items []*item
 	var notFound []commands.ProcessMessage
 	for _, w := range batch {
-		m, ok := byID[w.MsgID]
+		c, ok := byID[w.MsgID]
 		if !ok {
 			notFound = append(notFound, w)
 			continue
 		}
-		delete(byID, m.ID)
-		items = append(items, &item{w: w, msg: m})
+		delete(byID, c.msg.ID)
+		it := &item{w: w, msg: c.msg}
+		if c.size > a.cfg.MaxMessageBytes {
+			// Dead-lettered and deleted by the claim itself; its body never came here.
+			it.outcome, it.detail, it.ackedByClaim = commands.OutcomeDeadLettered, messages.ReasonMessageTooLarge, true
+			it.err = fmt.Errorf("body of %d bytes exceeds CONSUMER_MAX_MESSAGE_BYTES (%d bytes)", c.size, a.cfg.MaxMessageBytes)
+		}
+		items = append(items, it)
 	}
 	return items, notFound, nil
+}
+
+// claimSQL claims the announced messages that are claimable (see docs/protocol.md,
+// "Claiming"); bodies over the size limit are dead-lettered by the function and come back
+// without their body.
+const claimSQL = `SELECT msg_id, read_ct, enqueued_at, vt, message, headers, size
+	FROM tasker.pgmq_read_specific_messages($1::text, $2::bigint[], $3::integer, $4::bigint) ORDER BY msg_id`
+
+// claimedMessage is a claimed message and the size of its body as text.
+type claimedMessage struct {
+	msg  pgmq.Message
+	size int64
 }
 
 // hydrate decodes its body; a message that can never be processed is marked for the DLQ.
@@ -279,10 +313,11 @@ func (a *Actor) ack(ctx context.Context, tx pgx.Tx, queue string, items []*item)
 	var done []int64
 	var letters []json.RawMessage
 	for _, it := range items {
-		switch it.outcome {
-		case commands.OutcomeProcessed, commands.OutcomeSkipped:
+		switch {
+		case it.ackedByClaim:
+		case it.outcome == commands.OutcomeProcessed || it.outcome == commands.OutcomeSkipped:
 			done = append(done, it.msg.ID)
-		case commands.OutcomeDeadLettered:
+		case it.outcome == commands.OutcomeDeadLettered:
 			body, err := json.Marshal(it.dlq)
 			if err != nil {
 				return fmt.Errorf("encode dead letter for %s/%d: %w", queue, it.msg.ID, err)
@@ -314,7 +349,11 @@ func (a *Actor) finish(it *item) {
 	w := it.w
 	ref := w.Ref()
 	a.cfg.InFlight.Remove(ref)
-	a.obs.MessageDone(w.Queue, it.outcome, it.took, a.now().Sub(w.ReceivedAt))
+	handled := it.started
+	if handled.IsZero() { // never reached a handler (not found, dead-lettered unread, failed batch)
+		handled = a.now()
+	}
+	a.obs.MessageDone(w.Queue, it.outcome, it.took, handled.Sub(w.ReceivedAt))
 	a.logOutcome(ref, it)
 	out := commands.MessageOutcome{Ref: ref, Outcome: it.outcome, Detail: it.detail, Err: it.err}
 	execute(a, w.Kind, it.outcome, w.Reply, out, nil)

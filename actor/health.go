@@ -6,7 +6,6 @@ import (
 
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
 )
 
 // healthTimeout bounds the database part of a health check.
@@ -29,7 +28,7 @@ func (a *Actor) health(ctx context.Context) commands.SystemHealth {
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
 	defer cancel()
-	metrics, err := pgmq.MetricsAll(ctx, a.cfg.Pool)
+	reading, err := a.cfg.Depths.Read(ctx)
 	if err != nil {
 		h.Error = err.Error()
 		h.Evaluate()
@@ -41,12 +40,12 @@ func (a *Actor) health(ctx context.Context) commands.SystemHealth {
 	for _, q := range commands.Queues() {
 		served[q] = true
 	}
-	for _, m := range metrics {
+	for _, q := range reading.Queues {
 		switch {
-		case m.Queue == messages.QueueDLQ:
-			h.DLQDepth = m.Length
-		case served[m.Queue] && m.VisibleLength > h.WorstQueueDepth:
-			h.WorstQueue, h.WorstQueueDepth = m.Queue, m.VisibleLength
+		case q.Name == messages.QueueDLQ:
+			h.DLQDepth = q.Length
+		case served[q.Name] && q.Visible > h.WorstQueueDepth:
+			h.WorstQueue, h.WorstQueueDepth = q.Name, q.Visible
 		}
 	}
 	h.QueueDepthTier = commands.TierForDepth(h.WorstQueueDepth)

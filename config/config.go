@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -48,6 +50,9 @@ const (
 	BatchSizeDefault         = 64
 	ListenerPingDefault      = 15 * time.Second
 	ReconnectMaxDefault      = 10 * time.Second
+	PprofAddrDefault         = "127.0.0.1:6060"
+	MaxMessageBytesDefault   = 4 << 20
+	ConnectTimeoutDefault    = 10 * time.Second
 	// DBMaxConnsExtra is what the pool has beyond CONSUMER_CONCURRENCY when
 	// CONSUMER_DB_MAX_CONNS is unset or 0: the poller, the health checks and the batch
 	// transactions need connections of their own.
@@ -78,8 +83,25 @@ type Config struct {
 	DBMaxConns   int           `env:"CONSUMER_DB_MAX_CONNS"`           // pool size; 0: Concurrency + DBMaxConnsExtra
 	ListenerPing time.Duration `env:"CONSUMER_LISTENER_PING_INTERVAL"` // idle health ping of the LISTEN connection
 	ReconnectMax time.Duration `env:"CONSUMER_RECONNECT_MAX_DELAY"`    // cap of the listener's reconnect backoff
-	Pprof        bool          `env:"CONSUMER_PPROF"`                  // serve /debug/pprof/ on CONSUMER_HTTP_ADDR
+	Pprof        bool          `env:"CONSUMER_PPROF"`                  // serve /debug/pprof/ on CONSUMER_PPROF_ADDR
+	PprofAddr    string        `env:"CONSUMER_PPROF_ADDR"`             // loopback only
+	// ConnectTimeout bounds each connection attempt unless the connection string sets
+	// connect_timeout: a server that accepts TCP and never answers must not hang a command.
+	ConnectTimeout time.Duration `env:"CONSUMER_DB_CONNECT_TIMEOUT"`
+
+	// MaxMessageBytes: larger bodies are dead-lettered (message_too_large) without being read.
+	MaxMessageBytes ByteSize `env:"CONSUMER_MAX_MESSAGE_BYTES"`
 }
+
+// Upper bounds: a value beyond them is a typo or an overflow, never a useful setting.
+const (
+	maxDuration = 24 * time.Hour
+	// maxVisibilityTimeout keeps visibility timeouts far inside PGMQ's integer seconds.
+	maxVisibilityTimeout = 12 * time.Hour
+	maxCount             = 1_000_000
+	// maxConns stays within the pool's int32 and any server's max_connections.
+	maxConns = 10_000
+)
 
 // Defaults returns the settings of an environment that sets nothing but DATABASE_URL, before
 // the settings derived from others (ListenDatabaseURL, DBMaxConns) are filled in.
@@ -100,6 +122,9 @@ func Defaults() Config {
 		BatchSize:         BatchSizeDefault,
 		ListenerPing:      ListenerPingDefault,
 		ReconnectMax:      ReconnectMaxDefault,
+		PprofAddr:         PprofAddrDefault,
+		ConnectTimeout:    ConnectTimeoutDefault,
+		MaxMessageBytes:   MaxMessageBytesDefault,
 	}
 }
 
@@ -123,14 +148,40 @@ func LoadFrom(ctx context.Context, lookuper envconfig.Lookuper) (*Config, error)
 	return &c, nil
 }
 
+// checkLoopback reports an error unless addr (host:port) names a loopback interface.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address", addr)
+	}
+	return nil
+}
+
 // Validate checks every setting and reports all problems at once, each naming its variable.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(variable, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", variable, fmt.Sprintf(format, args...)))
 	}
-	if strings.TrimSpace(c.DatabaseURL) == "" {
-		bad("DATABASE_URL", "required")
+	for name, url := range map[string]string{"DATABASE_URL": c.DatabaseURL, "LISTEN_DATABASE_URL": c.ListenDatabaseURL} {
+		if strings.TrimSpace(url) == "" {
+			if name == "DATABASE_URL" {
+				bad(name, "required")
+			}
+			continue
+		}
+		if name == "LISTEN_DATABASE_URL" && url == c.DatabaseURL {
+			continue // the default; checked as DATABASE_URL
+		}
+		if _, err := pgx.ParseConfig(url); err != nil {
+			bad(name, "not a valid connection string: %v", err)
+		}
 	}
 	switch c.Mode {
 	case ModeHybrid, ModeEventDriven, ModePolling:
@@ -140,29 +191,41 @@ func (c *Config) Validate() error {
 	if c.VisibilityTimeout < time.Second {
 		bad("CONSUMER_VISIBILITY_TIMEOUT", "%s is below 1s (PGMQ counts visibility in whole seconds)", c.VisibilityTimeout)
 	}
+	if c.VisibilityTimeout > maxVisibilityTimeout {
+		bad("CONSUMER_VISIBILITY_TIMEOUT", "%s is above %s", c.VisibilityTimeout, maxVisibilityTimeout)
+	}
 	positiveDuration := map[string]time.Duration{
 		"CONSUMER_POLL_INTERVAL":          c.PollInterval,
 		"CONSUMER_SHUTDOWN_TIMEOUT":       c.ShutdownTimeout,
 		"CONSUMER_LISTENER_PING_INTERVAL": c.ListenerPing,
 		"CONSUMER_RECONNECT_MAX_DELAY":    c.ReconnectMax,
+		"CONSUMER_DB_CONNECT_TIMEOUT":     c.ConnectTimeout,
 	}
 	for name, d := range positiveDuration {
-		if d <= 0 {
-			bad(name, "must be a positive duration, got %s", d)
+		if d <= 0 || d > maxDuration {
+			bad(name, "must be a positive duration of at most %s, got %s", maxDuration, d)
 		}
 	}
 	positiveInt := []struct {
-		name string
-		v    int
+		name     string
+		v, limit int
 	}{
-		{"CONSUMER_POLL_BATCH_SIZE", c.PollBatchSize}, {"CONSUMER_CONCURRENCY", c.Concurrency},
-		{"CONSUMER_MAX_READ_COUNT", c.MaxReadCount}, {"CONSUMER_COMMAND_BUFFER", c.CommandBuffer},
-		{"CONSUMER_NOTIFICATION_BUFFER", c.NotifyBuffer}, {"CONSUMER_BATCH_SIZE", c.BatchSize},
-		{"CONSUMER_DB_MAX_CONNS", c.DBMaxConns},
+		{"CONSUMER_POLL_BATCH_SIZE", c.PollBatchSize, maxCount}, {"CONSUMER_CONCURRENCY", c.Concurrency, maxConns},
+		{"CONSUMER_MAX_READ_COUNT", c.MaxReadCount, maxCount}, {"CONSUMER_COMMAND_BUFFER", c.CommandBuffer, maxCount},
+		{"CONSUMER_NOTIFICATION_BUFFER", c.NotifyBuffer, maxCount}, {"CONSUMER_BATCH_SIZE", c.BatchSize, maxCount},
+		{"CONSUMER_DB_MAX_CONNS", c.DBMaxConns, maxConns},
 	}
 	for _, p := range positiveInt {
-		if p.v < 1 {
-			bad(p.name, "must be at least 1, got %d", p.v)
+		if p.v < 1 || p.v > p.limit {
+			bad(p.name, "must be from 1 to %d, got %d", p.limit, p.v)
+		}
+	}
+	if c.MaxMessageBytes < 1024 {
+		bad("CONSUMER_MAX_MESSAGE_BYTES", "%s is below 1KiB", c.MaxMessageBytes)
+	}
+	if c.Pprof {
+		if err := checkLoopback(c.PprofAddr); err != nil {
+			bad("CONSUMER_PPROF_ADDR", "%v: profiles expose the process's internals, so they are served on loopback only", err)
 		}
 	}
 	switch strings.ToLower(c.LogLevel) {

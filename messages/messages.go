@@ -27,8 +27,12 @@ func WorkerQueue(namespace string) string { return "worker_" + namespace + "_que
 // (its worker queue, that queue's PGMQ tables and notify channel) within PGMQ's limits.
 const MaxNamespaceLength = 29
 
-// ValidateNamespace reports whether ns can name a namespace: lower case [a-z][a-z0-9_]* and
-// at most MaxNamespaceLength characters. Templates, workers and their queues all follow it.
+// ReservedNamespace is the namespace of the consumer's own queues: a worker namespace of that
+// name would share their notify channel.
+const ReservedNamespace = "orchestration"
+
+// ValidateNamespace reports whether ns can name a namespace: lower case [a-z][a-z0-9_]*, not
+// ReservedNamespace, and at most MaxNamespaceLength characters. Templates, workers and their queues all follow it.
 func ValidateNamespace(ns string) error {
 	if ns == "" {
 		return errors.New("namespace is empty")
@@ -38,6 +42,9 @@ func ValidateNamespace(ns string) error {
 		if !(c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '_')) {
 			return fmt.Errorf("namespace %q is invalid: must be lower case [a-z][a-z0-9_]*", ns)
 		}
+	}
+	if ns == ReservedNamespace {
+		return fmt.Errorf("namespace %q is reserved: the consumer's own queues notify on its channel", ns)
 	}
 	if len(ns) > MaxNamespaceLength {
 		return fmt.Errorf("namespace %q is too long: %d characters, at most %d so that %q fits PGMQ's queue name limit",
@@ -302,6 +309,7 @@ const (
 	ReasonMaxReadCount    = "max_read_count_exceeded"
 	ReasonPermanentError  = "permanent_error"
 	ReasonRetriesExceeded = "handler_failed_max_read_count"
+	ReasonMessageTooLarge = "message_too_large"
 )
 
 // OriginalBody returns body as JSON when it is valid JSON, else as a JSON string of its text,
@@ -418,8 +426,9 @@ func lookup(body []byte, path []string) (json.RawMessage, bool) {
 	return raw, true
 }
 
-// DecodeTaskRequest decodes and validates a task request. A missing correlation_id gets a new
-// UUID (v7, so ids sort by creation time).
+// DecodeTaskRequest decodes and validates a task request. A missing correlation_id is derived
+// from the body (a name-based UUID), so every delivery of one message, including the ones that
+// fail, logs the same correlation id.
 func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 	var wire struct {
 		RequestID   string           `json:"request_id,omitempty"`
@@ -450,7 +459,10 @@ func DecodeTaskRequest(body []byte) (TaskRequest, error) {
 	if err := ValidateTaskContext(spec.Context); err != nil {
 		return r, err
 	}
-	return r, spec.defaultCorrelationID()
+	if spec.CorrelationID == uuid.Nil {
+		spec.CorrelationID = uuid.NewSHA1(uuid.NameSpaceOID, body)
+	}
+	return r, nil
 }
 
 // DecodeStepResult decodes and validates a step result. An empty status is derived from
@@ -523,4 +535,34 @@ func DecodeStepDispatch(body []byte) (StepDispatch, error) {
 		return d, invalid("attempt", "required, must be an integer from 1 to %d", math.MaxInt32)
 	}
 	return d, nil
+}
+
+// StripNUL returns the JSON text b with every NUL character in its strings (the escape \u0000)
+// replaced by U+FFFD. PostgreSQL's jsonb cannot store NUL, so a body carrying one would be
+// refused by every send; workers apply this to what they report (an error text from a C
+// library, binary output) so that the step still reaches an outcome.
+func StripNUL(b []byte) []byte {
+	const nul = `\u0000`
+	if !bytes.Contains(b, []byte(nul)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' {
+			if bytes.HasPrefix(b[i:], []byte(nul)) {
+				out = append(out, `\ufffd`...)
+				i += len(nul) - 1
+				continue
+			}
+			// Any other escape: copy it whole, so an escaped backslash is never read as the
+			// start of an escape.
+			if i+1 < len(b) {
+				out = append(out, b[i], b[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out
 }

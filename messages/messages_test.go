@@ -46,8 +46,14 @@ func TestDecodeTaskRequestDefaultsAndUnknownFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.TaskRequest.CorrelationID == uuid.Nil || r.TaskRequest.CorrelationID.Version() != 7 {
-		t.Fatalf("correlation id = %v, want a new v7 UUID", r.TaskRequest.CorrelationID)
+	if r.TaskRequest.CorrelationID == uuid.Nil || r.TaskRequest.CorrelationID.Version() != 5 {
+		t.Fatalf("correlation id = %v, want one derived from the body", r.TaskRequest.CorrelationID)
+	}
+	// Every delivery of the same body gets the same one; another body another.
+	again, _ := DecodeTaskRequest([]byte(`{"task_request":{"namespace":"d","name":"a","version":"1","context":{"n":1},"surprise":true},"extra":1}`))
+	other, _ := DecodeTaskRequest([]byte(`{"task_request":{"namespace":"d","name":"a","version":"1","context":{"n":2}}}`))
+	if again.TaskRequest.CorrelationID != r.TaskRequest.CorrelationID || other.TaskRequest.CorrelationID == r.TaskRequest.CorrelationID {
+		t.Fatalf("derived correlation ids: %v, %v, %v", r.TaskRequest.CorrelationID, again.TaskRequest.CorrelationID, other.TaskRequest.CorrelationID)
 	}
 }
 
@@ -157,10 +163,11 @@ func TestValidateNamespace(t *testing.T) {
 	}
 	for ns, want := range map[string]string{
 		"demo": "", "a": "", "a_1_b": "", longest: "",
-		"":            "namespace is empty",
-		longest + "n": "is too long: 30 characters, at most 29",
-		"Demo":        `namespace "Demo" is invalid: must be lower case`,
-		"1demo":       "is invalid", "_demo": "is invalid", "de-mo": "is invalid", "de.mo": "is invalid", "dé": "is invalid",
+		"":              "namespace is empty",
+		longest + "n":   "is too long: 30 characters, at most 29",
+		"Demo":          `namespace "Demo" is invalid: must be lower case`,
+		"orchestration": "is reserved",
+		"1demo":         "is invalid", "_demo": "is invalid", "de-mo": "is invalid", "de.mo": "is invalid", "dé": "is invalid",
 	} {
 		err := ValidateNamespace(ns)
 		switch {
@@ -233,3 +240,25 @@ func TestValuesTheDatabaseCannotHoldAreValidationErrors(t *testing.T) {
 
 func decodeRequest(b []byte) error { _, err := DecodeTaskRequest(b); return err }
 func decodeResult(b []byte) error  { _, err := DecodeStepResult(b); return err }
+
+func TestStripNUL(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":"x\u0000y"}`:     `{"a":"x\ufffdy"}`,
+		`{"a":"\\u0000"}`:      `{"a":"\\u0000"}`, // an escaped backslash, then the text u0000
+		`{"a":"\\\u0000"}`:     `{"a":"\\\ufffd"}`,
+		`{"\u0000":1}`:         `{"\ufffd":1}`,
+		`{"plain":"text"}`:     `{"plain":"text"}`,
+		`{"a":"\u00001"}`:      `{"a":"\ufffd1"}`,
+		`{"a":"\u0001\u0000"}`: `{"a":"\u0001\ufffd"}`,
+	} {
+		got := StripNUL([]byte(in))
+		if string(got) != want || !json.Valid(got) {
+			t.Errorf("StripNUL(%s) = %s, want %s", in, got, want)
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"error": "bad\x00byte"})
+	var back map[string]string
+	if err := json.Unmarshal(StripNUL(body), &back); err != nil || strings.ContainsRune(back["error"], 0) {
+		t.Fatalf("round trip: %q %v", back, err)
+	}
+}

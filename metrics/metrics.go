@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-systems/consumer/commands"
-	"github.com/tasker-systems/consumer/pgmq"
+	"github.com/tasker-systems/consumer/internal/depth"
 )
 
 const namespace = "consumer"
@@ -113,9 +113,10 @@ func RegisterGauge(reg prometheus.Registerer, name, help string, g func() float6
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, g))
 }
 
-// QueueCollector reports every PGMQ queue's depth at scrape time.
+// QueueCollector reports the depths of the consumer's own queues at scrape time, from a
+// bounded and cached reading (internal/depth), so scrapes never load the database.
 type QueueCollector struct {
-	db       pgmq.DB
+	depths   Depths
 	dlq      string
 	depth    *prometheus.Desc
 	visible  *prometheus.Desc
@@ -124,16 +125,21 @@ type QueueCollector struct {
 	up       *prometheus.Desc
 }
 
-// NewQueueCollector returns a collector reading pgmq.metrics_all through db; dlqQueue is
-// reported again as consumer_dlq_depth.
-func NewQueueCollector(db pgmq.DB, dlqQueue string) *QueueCollector {
+// Depths reads queue depths.
+type Depths interface {
+	Read(ctx context.Context) (depth.Reading, error)
+}
+
+// NewQueueCollector returns a collector of what depths reads; dlqQueue is reported again as
+// consumer_dlq_depth. Counts stop at the reader's cap.
+func NewQueueCollector(depths Depths, dlqQueue string) *QueueCollector {
 	return &QueueCollector{
-		db: db, dlq: dlqQueue,
-		depth:    prometheus.NewDesc(namespace+"_queue_depth", "Messages in a PGMQ queue.", []string{"queue"}, nil),
-		visible:  prometheus.NewDesc(namespace+"_queue_visible_depth", "Messages in a PGMQ queue that are visible now.", []string{"queue"}, nil),
-		oldest:   prometheus.NewDesc(namespace+"_queue_oldest_message_age_seconds", "Age of the oldest message in a PGMQ queue.", []string{"queue"}, nil),
-		dlqDepth: prometheus.NewDesc(namespace+"_dlq_depth", "Messages in the dead-letter queue.", nil, nil),
-		up:       prometheus.NewDesc(namespace+"_queue_metrics_up", "1 when the queue metrics could be read at this scrape.", nil, nil),
+		depths: depths, dlq: dlqQueue,
+		depth:    prometheus.NewDesc(namespace+"_queue_depth", "Messages in a consumer queue (counts stop at a cap).", []string{"queue"}, nil),
+		visible:  prometheus.NewDesc(namespace+"_queue_visible_depth", "Messages in a consumer queue that are visible now (counts stop at a cap).", []string{"queue"}, nil),
+		oldest:   prometheus.NewDesc(namespace+"_queue_oldest_message_age_seconds", "Age of the oldest message in a consumer queue.", []string{"queue"}, nil),
+		dlqDepth: prometheus.NewDesc(namespace+"_dlq_depth", "Messages in the dead-letter queue (counts stop at a cap).", nil, nil),
+		up:       prometheus.NewDesc(namespace+"_queue_metrics_up", "1 when the queue depths could be read at this scrape.", nil, nil),
 	}
 }
 
@@ -150,22 +156,18 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	all, err := pgmq.MetricsAll(ctx, c.db)
+	reading, err := c.depths.Read(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
-	for _, m := range all {
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(m.Length), m.Queue)
-		ch <- prometheus.MustNewConstMetric(c.visible, prometheus.GaugeValue, float64(m.VisibleLength), m.Queue)
-		var oldest float64
-		if m.OldestAge != nil {
-			oldest = m.OldestAge.Seconds()
-		}
-		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, oldest, m.Queue)
-		if m.Queue == c.dlq {
-			ch <- prometheus.MustNewConstMetric(c.dlqDepth, prometheus.GaugeValue, float64(m.Length))
+	for _, q := range reading.Queues {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(q.Length), q.Name)
+		ch <- prometheus.MustNewConstMetric(c.visible, prometheus.GaugeValue, float64(q.Visible), q.Name)
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, q.OldestAge.Seconds(), q.Name)
+		if q.Name == c.dlq {
+			ch <- prometheus.MustNewConstMetric(c.dlqDepth, prometheus.GaugeValue, float64(q.Length))
 		}
 	}
 }

@@ -9,7 +9,7 @@
 # It listens on 127.0.0.1:${CONSUMER_PGBOUNCER_PORT:-CONSUMER_PG_PORT+100} only and forwards every
 # database to the local cluster at 127.0.0.1:${CONSUMER_PG_PORT:-54329}, with trust authentication (a loopback test setup).
 # Server-side prepared statements do not survive transaction pooling in PgBouncer before 1.21,
-# so clients must use pgx's exec or simple-protocol query mode through it (see docs/operations.md).
+# so pgx clients use default_query_exec_mode=cache_describe through it (see docs/operations.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

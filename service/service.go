@@ -16,6 +16,7 @@ import (
 	"github.com/tasker-systems/consumer/commands"
 	"github.com/tasker-systems/consumer/config"
 	"github.com/tasker-systems/consumer/dispatch"
+	"github.com/tasker-systems/consumer/internal/depth"
 	"github.com/tasker-systems/consumer/internal/testsignal"
 	"github.com/tasker-systems/consumer/listener"
 	"github.com/tasker-systems/consumer/messages"
@@ -40,6 +41,7 @@ type Service struct {
 	poller        *poller.Poller
 	dispatcher    *dispatch.Dispatcher
 	actor         *actor.Actor
+	depths        *depth.Reader
 
 	testSignals testSignals
 }
@@ -62,11 +64,17 @@ func New(cfg *config.Config, pool *pgxpool.Pool, handlers actor.Handlers, log *z
 	if reg != nil {
 		observer = metrics.NewObserver(reg)
 	}
-	var err error
+	// One cached, bounded reading of the consumer's own queues serves health and metrics.
+	depths, err := depth.New(depth.Config{DB: pool, Queues: append(commands.Queues(), messages.QueueDLQ)})
+	if err != nil {
+		return nil, err
+	}
+	s.depths = depths
 	s.actor, err = actor.New(actor.Config{
-		Pool: pool, Commands: s.cmds, Notifications: s.notifications, InFlight: s.inFlight, Handlers: handlers,
+		Pool: pool, Commands: s.cmds, Depths: depths, Notifications: s.notifications, InFlight: s.inFlight, Handlers: handlers,
 		VisibilityTimeout: cfg.VisibilityTimeout, MaxReadCount: cfg.MaxReadCount, Concurrency: cfg.Concurrency,
-		BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, Observer: observer, Logger: log.Named("actor"),
+		BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, MaxMessageBytes: int64(cfg.MaxMessageBytes),
+		Observer: observer, Logger: log.Named("actor"),
 	})
 	if err != nil {
 		return nil, err
@@ -118,7 +126,7 @@ func (s *Service) pollCapacity() int {
 
 func (s *Service) register(reg prometheus.Registerer) {
 	metrics.RegisterChannels(reg, s.notifications, s.cmds)
-	reg.MustRegister(metrics.NewQueueCollector(s.pool, messages.QueueDLQ))
+	reg.MustRegister(metrics.NewQueueCollector(s.depths, messages.QueueDLQ))
 	metrics.RegisterCounter(reg, "poller_cycles_total", "Fallback poller rounds.", s.poller.Cycles)
 	metrics.RegisterCounter(reg, "poller_discovered_total", "Message ids the fallback poller discovered.", s.poller.Discovered)
 	metrics.RegisterCounter(reg, "poller_errors_total", "Failed polls.", s.poller.Errors)
@@ -143,20 +151,28 @@ func (s *Service) Commands() *commands.CommandChannel { return s.cmds }
 
 // Run runs the pipeline until ctx ends, then drains (see the package documentation).
 func (s *Service) Run(ctx context.Context) error {
+	// A part that fails for good stops the others: a consumer without its listener or actor
+	// must end rather than run half-working.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f(ctx); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
+				stop()
 			}
 		}()
 	}
 	run("actor", s.actor.Run)
 	run("dispatcher", s.dispatcher.Run)
 	run("poller", s.poller.Run)
+	if s.cfg.Mode == config.ModeEventDriven {
+		run("redelivery poll", s.pollForRedeliveries)
+	}
 	if s.listener != nil {
 		run("listener", s.listener.Run)
 	} else {
@@ -171,6 +187,23 @@ func (s *Service) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// pollForRedeliveries asks the poller for a full poll once per visibility timeout, in
+// event_driven mode: NOTIFY never announces a message whose visibility timeout ran out (a
+// delivery that failed) or a delayed one, so without this they would wait for the next
+// reconnect. Once per visibility timeout retries them on time at almost no cost.
+func (s *Service) pollForRedeliveries(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.VisibilityTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.poller.TriggerAll()
+		}
+	}
 }
 
 // Health asks the actor for its SystemHealth report.

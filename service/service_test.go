@@ -120,6 +120,24 @@ func TestEventDrivenDeliversThroughNotify(t *testing.T) {
 	}
 }
 
+// A delivery that fails comes back after its visibility timeout in event_driven mode too, although
+// no NOTIFY announces it again.
+func TestEventDrivenRetriesAFailedMessageAfterItsVisibilityTimeout(t *testing.T) {
+	h := start(t, config.ModeEventDriven, func(c *config.Config) { c.VisibilityTimeout = time.Second })
+	h.svc.poller.TestSignals.Round.WaitOrTimeout(t)
+	h.Send(messages.QueueTaskRequests, recorder.TaskRequest("flaky", `{"fail_until":2}`))
+	first := h.svc.actor.TestSignals.Finished.WaitOrTimeout(t)
+	if first.Outcome != commands.OutcomeFailed {
+		t.Fatalf("first delivery: %v, want failed", first.Outcome)
+	}
+	if o := h.svc.actor.TestSignals.Finished.WaitOrTimeout(t); o.Outcome != commands.OutcomeProcessed || o.Ref != first.Ref {
+		t.Fatalf("redelivery: %v of %v, want processed of %v", o.Outcome, o.Ref, first.Ref)
+	}
+	if h.Rec.Effects(t, "task", "flaky") != 1 {
+		t.Fatal("the retried request must have taken effect once")
+	}
+}
+
 func TestPollingDeliversWithoutListen(t *testing.T) {
 	h := start(t, config.ModePolling)
 	if h.svc.listener != nil {

@@ -31,6 +31,10 @@ const (
 	BackoffMaxDefault       = 5 * time.Minute
 )
 
+// BackoffMaxLimit is the longest retry delay a template may ask for: retry delays become PGMQ
+// delays in whole seconds, and a week is beyond any useful retry.
+const BackoffMaxLimit = 7 * 24 * time.Hour
+
 // Template is a parsed workflow template.
 type Template struct {
 	Namespace        string

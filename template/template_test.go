@@ -574,6 +574,11 @@ func TestValidateHandBuilt(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("Validate() = %v, want %q", err, want)
 	}
+	tpl.Steps[1].Retry = Retry{MaxAttempts: 2, BackoffBase: time.Second, BackoffMax: 100000 * time.Hour}
+	want = `template: step "b": retry.backoff_max (100000h0m0s) is above 168h0m0s`
+	if err := tpl.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("Validate() = %v, want %q", err, want)
+	}
 	tpl.Steps[1].Retry = RetryDefault()
 	if err := tpl.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)

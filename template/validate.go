@@ -92,6 +92,8 @@ func (t *Template) Validate() error {
 			v.add(i, s.Name, "retry.backoff_base must be positive, got %s", r.BackoffBase)
 		} else if r.BackoffMax < r.BackoffBase {
 			v.add(i, s.Name, "retry.backoff_max (%s) must not be less than retry.backoff_base (%s)", r.BackoffMax, r.BackoffBase)
+		} else if r.BackoffMax > BackoffMaxLimit {
+			v.add(i, s.Name, "retry.backoff_max (%s) is above %s", r.BackoffMax, BackoffMaxLimit)
 		}
 	}
 

@@ -91,7 +91,9 @@ func (r *run) process(m pgmq.Message) {
 		log.Error("worker: encode step result; the dispatch reappears after its visibility timeout", zap.Error(err))
 		return
 	}
-	r.commit(m, log, body, info.Status != messages.StatusCompleted)
+	// jsonb cannot hold NUL: a result or error text carrying one would be refused on every
+	// delivery and the step would never reach an outcome.
+	r.commit(m, log, messages.StripNUL(body), info.Status != messages.StatusCompleted)
 }
 
 // resultMetadata is result.metadata (see docs/protocol.md).

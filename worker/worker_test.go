@@ -107,6 +107,8 @@ func TestErrorsMapToStatus(t *testing.T) {
 		},
 		"badresult": func(context.Context, Step) (any, error) { return make(chan int), nil },
 		"raw":       func(context.Context, Step) (any, error) { return json.RawMessage(`{"raw": true}`), nil },
+		"nul":       func(context.Context, Step) (any, error) { return nil, errors.New("bad\x00byte") },
+		"nulresult": func(context.Context, Step) (any, error) { return map[string]string{"v": "a\x00b"}, nil },
 		"badinput": func(_ context.Context, s Step) (any, error) {
 			var v struct{ N string }
 			return nil, s.DecodeContext(&v) // n is a number: wrong type
@@ -132,6 +134,8 @@ func TestErrorsMapToStatus(t *testing.T) {
 		"typed":     {status: messages.StatusFailed, retryable: true, message: "gateway timeout", errorType: "rate_limited", backoff: 30},
 		"badresult": {status: messages.StatusError, message: "encode result as JSON", errorType: "invalid_result"},
 		"raw":       {status: messages.StatusCompleted, result: `{"raw":true}`},
+		"nul":       {status: messages.StatusFailed, retryable: true, message: "bad\ufffdbyte"},
+		"nulresult": {status: messages.StatusCompleted, result: `{"v":"a\ufffdb"}`},
 		"badinput":  {status: messages.StatusError, message: "decode task_context", errorType: "invalid_input"},
 		"nope":      {status: messages.StatusError, message: `no handler registered for callable "nope"`, errorType: "unknown_callable"},
 	}
@@ -178,8 +182,9 @@ func TestErrorsMapToStatus(t *testing.T) {
 			}
 		})
 	}
-	if w.Processed() != uint64(len(cases)) || w.Failed() != uint64(len(cases)-1) {
-		t.Errorf("processed %d failed %d, want %d %d", w.Processed(), w.Failed(), len(cases), len(cases)-1)
+	// Two cases complete: raw and nulresult.
+	if w.Processed() != uint64(len(cases)) || w.Failed() != uint64(len(cases)-2) {
+		t.Errorf("processed %d failed %d, want %d %d", w.Processed(), w.Failed(), len(cases), len(cases)-2)
 	}
 	if n := queueLen(t, db); n != 0 {
 		t.Errorf("%d dispatches left, want 0", n)
@@ -630,7 +635,7 @@ func TestCommitGroupSendsOnlyTheResultsWhoseDispatchItDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []error{nil, errAlreadyDeleted, nil} {
-		if got := <-group[i].done; got != want {
+		if got := <-group[i].done; !errors.Is(got, want) || (want == nil && got != nil) {
 			t.Fatalf("request %d: %v, want %v", i, got, want)
 		}
 	}

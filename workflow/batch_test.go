@@ -117,7 +117,7 @@ func TestOneBadResultInABatchFailsAlone(t *testing.T) {
 	if !out[0].Value.Accepted || !out[2].Value.Accepted {
 		t.Fatalf("valid results: %+v, %+v", out[0], out[2])
 	}
-	wantPermanent(t, out[1].Err, "unknown_step")
+	_ = wantPermanent(t, out[1].Err, "unknown_step")
 	next := byTaskAndStep(e.readDispatches())
 	if len(next[a.TaskUUID]) != 1 || len(next[b.TaskUUID]) != 1 {
 		t.Fatalf("next dispatches: %v", next)

@@ -324,15 +324,15 @@ func TestUnknownStep(t *testing.T) {
 	otherTask := ofA
 	otherTask.TaskUUID = b.TaskUUID
 	_, err = e.process(compute(t, otherTask))
-	wantPermanent(t, err, "unknown_step")
+	_ = wantPermanent(t, err, "unknown_step")
 
 	noTask := ofA
 	noTask.TaskUUID = uuid.New()
 	_, err = e.process(compute(t, noTask))
-	wantPermanent(t, err, "unknown_step")
+	_ = wantPermanent(t, err, "unknown_step")
 
 	_, err = e.finalize(uuid.New())
-	wantPermanent(t, err, "unknown_task")
+	_ = wantPermanent(t, err, "unknown_task")
 
 	if after := e.snapshot(); after != before {
 		t.Errorf("unknown steps changed the database:\nbefore %s\nafter  %s", before, after)

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tasker-systems/consumer/messages"
-	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/template"
 )
 
@@ -81,11 +80,9 @@ func Register(ctx context.Context, db *pgxpool.Pool, templates []*template.Templ
 	sort.Strings(nsList)
 	for _, ns := range nsList {
 		q := messages.WorkerQueue(ns)
-		if err := pgmq.Create(ctx, tx, q); err != nil {
-			return fmt.Errorf("register templates: create worker queue: %w", err)
-		}
-		if err := pgmq.EnableNotify(ctx, tx, q); err != nil {
-			return fmt.Errorf("register templates: enable notify: %w", err)
+		// ensure_queue reads the catalogs first: a queue that is set up already is not locked.
+		if _, err := tx.Exec(ctx, "SELECT tasker.ensure_queue($1::text)", q); err != nil {
+			return fmt.Errorf("register templates: set up worker queue %s: %w", q, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

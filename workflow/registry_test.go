@@ -223,3 +223,33 @@ func TestFindTask(t *testing.T) {
 		t.Fatalf("steps %s", got)
 	}
 }
+
+// A consumer that starts while a worker holds a transaction open on its queue must not wait for
+// it (and make every later send and read of that queue wait behind its DDL): a queue that is set
+// up already is left alone.
+func TestRegisterTakesNoLockOnAQueueThatIsSetUp(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t, 4)
+	tmpls := loadTemplates(t)
+	if err := workflow.Register(ctx, db.Pool, tmpls, nil); err != nil {
+		t.Fatal(err)
+	}
+	open, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = open.Rollback(ctx) }()
+	// A lock as a worker's or producer's open transaction holds it.
+	if _, err := open.Exec(ctx, "LOCK TABLE pgmq.q_worker_demo_queue IN ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	again, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := workflow.Register(again, db.Pool, tmpls, nil); err != nil {
+		t.Fatalf("registering again behind an open transaction on the worker queue: %v", err)
+	}
+	var triggers int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'pgmq.q_worker_demo_queue'::regclass AND tgname = 'tasker_notify_insert'`).Scan(&triggers); err != nil || triggers != 1 {
+		t.Fatalf("notify triggers = %d (%v), want 1", triggers, err)
+	}
+}

@@ -110,7 +110,7 @@ func TestIdempotency(t *testing.T) {
 	t.Run("caller_provided", func(t *testing.T) {
 		n := tasks()
 		_, err := e.initialize(request(t, "caller", `{"n": 1}`, ""))
-		wantPermanent(t, err, messages.ReasonValidation)
+		_ = wantPermanent(t, err, messages.ReasonValidation)
 		var ve *messages.ValidationError
 		if !errors.As(err, &ve) || ve.Field != "task_request.idempotency_key" {
 			t.Fatalf("error %v does not name task_request.idempotency_key", err)
@@ -180,7 +180,7 @@ func TestUnknownTemplate(t *testing.T) {
 	req := request(t, "linear", `{"n": 1}`, "")
 	req.TaskRequest.Version = "2.0.0"
 	_, err = e.initialize(req)
-	wantPermanent(t, err, "unknown_template")
+	_ = wantPermanent(t, err, "unknown_template")
 	if after := e.snapshot(); after != before {
 		t.Errorf("database changed:\nbefore %s\nafter  %s", before, after)
 	}
@@ -226,7 +226,7 @@ func TestInvalidContext(t *testing.T) {
 	req := request(t, "linear", `{"n": 1}`, "")
 	req.TaskRequest.Context = []byte(`[1, 2]`)
 	_, err := e.initialize(req)
-	wantPermanent(t, err, messages.ReasonValidation)
+	_ = wantPermanent(t, err, messages.ReasonValidation)
 }
 
 func TestFinalizeTask(t *testing.T) {

@@ -218,7 +218,7 @@ func (p *inProcess) waitReady(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-p.done:
-			return fmt.Errorf("in-process consumer stopped: %v", err)
+			return fmt.Errorf("in-process consumer stopped: %w", err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,8 +60,8 @@ func TestEndToEndWithRealProcesses(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if err != nil {
-			ee, ok := err.(*exec.ExitError)
-			if !ok {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
 				t.Fatalf("%v: %v", args, err)
 			}
 			code = ee.ExitCode()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,8 +16,10 @@ import (
 	"github.com/tasker-systems/consumer/internal/testdb"
 )
 
-// pooledURL returns the connection string of db through the test PgBouncer (transaction pooling),
-// with pgx's exec query mode, which needs no server-side prepared statements. make test starts
+// pooledURL returns the connection string of db through the test PgBouncer (transaction
+// pooling), with pgx's cache_describe query mode: PgBouncer before 1.21 cannot keep named
+// prepared statements across transactions, and cache_describe needs none (it describes a
+// statement once and then runs it unnamed, with the parameter types it learnt). make test starts
 // that PgBouncer (scripts/pgbouncer.sh) and sets TEST_PGBOUNCER_URL; elsewhere the test is
 // skipped, except in CI, where a missing PgBouncer is a failure.
 func pooledURL(t *testing.T, db *testdb.DB) string {
@@ -34,7 +37,7 @@ func pooledURL(t *testing.T, db *testdb.DB) string {
 	}
 	u.Path = "/" + db.Name
 	q := u.Query()
-	q.Set("default_query_exec_mode", "exec")
+	q.Set("default_query_exec_mode", "cache_describe")
 	u.RawQuery = q.Encode()
 	return u.String()
 }
@@ -61,9 +64,11 @@ func TestThroughPgBouncerTransactionPooling(t *testing.T) {
 		cmd := exec.CommandContext(ctx, bins.Consumer, args...)
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
 			return ee.ExitCode(), string(out)
-		} else if err != nil {
+		case err != nil:
 			return -1, err.Error()
 		}
 		return 0, string(out)

@@ -147,12 +147,12 @@ func loadConfig(ctx context.Context, env envconfig.Lookuper) (*config, error) {
 	}
 	pool, err := pgxpool.ParseConfig(c.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %v", err)
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	appname.Default(pool.ConnConfig.RuntimeParams, applicationName)
 	c.ListenDatabaseURL = cmp.Or(c.ListenDatabaseURL, c.DatabaseURL)
 	if err := messages.ValidateNamespace(c.Namespace); err != nil {
-		return nil, fmt.Errorf("WORKER_NAMESPACE: %v", err)
+		return nil, fmt.Errorf("WORKER_NAMESPACE: %w", err)
 	}
 	switch {
 	case c.Concurrency < 1:

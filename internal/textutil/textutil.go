@@ -1,7 +1,10 @@
 package textutil
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -40,4 +43,23 @@ func FirstLine(s string) string {
 		return line + " " + Ellipsis
 	}
 	return line
+}
+
+// Printable returns s with every control character (terminal escapes, carriage returns, tabs,
+// C1 codes) and invalid UTF-8 written as a Go escape, so stored text printed on a terminal can
+// neither move the cursor nor break a table.
+func Printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

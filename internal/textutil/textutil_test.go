@@ -48,3 +48,18 @@ func TestFirstLine(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, é ✓":         "plain text, é ✓",
+		"\x1b[31mred\x1b[0m":      `\x1b[31mred\x1b[0m`,
+		"a\rb\tc\nd":              `a\rb\tc\nd`,
+		"\u009b2J":                `\u009b2J`,
+		"bad \xff byte":           `bad \xff byte`,
+		"real \uFFFD replacement": "real \uFFFD replacement",
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

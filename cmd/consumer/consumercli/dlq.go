@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-systems/consumer/internal/dlq"
+	"github.com/tasker-systems/consumer/internal/textutil"
 )
 
 // ListLimitDefault is how many dead letters `dlq list` shows without --limit.
@@ -59,7 +60,7 @@ func cmdDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(tw, "MSG_ID\tDEAD-LETTERED\tSOURCE\tSOURCE_MSG_ID\tREAD_CT\tREASON\tERROR")
 		for _, l := range letters {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", l.MsgID, l.EnqueuedAt.UTC().Format(time.RFC3339),
-				l.SourceQueue, l.SourceMsgID, l.ReadCount, l.Reason, short([]byte(strconv.Quote(l.Error))))
+				textutil.Printable(l.SourceQueue), l.SourceMsgID, l.ReadCount, textutil.Printable(l.Reason), short([]byte(strconv.Quote(l.Error))))
 		}
 		_ = tw.Flush()
 		fmt.Fprintf(stdout, "%d dead letter(s)\n", len(letters))

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tasker-systems/consumer/migrate"
 	"github.com/tasker-systems/consumer/ops"
@@ -21,11 +22,8 @@ import (
 	"github.com/tasker-systems/consumer/workflow"
 )
 
-// Timeouts of the HTTP server of /healthz, /readyz and /metrics.
-const (
-	httpReadHeaderTimeout = 5 * time.Second
-	httpShutdownTimeout   = 5 * time.Second
-)
+// httpShutdownTimeout bounds the shutdown of the HTTP servers.
+const httpShutdownTimeout = 5 * time.Second
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("migrate", "migrate", stderr)
@@ -84,28 +82,39 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
-	var srv *http.Server
-	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	// The servers and the service stop together: when one fails for good, the others are
+	// stopped and the process ends with its error, instead of running half-served.
+	g, gctx := errgroup.WithContext(ctx)
+	serve := func(variable, addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("CONSUMER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+			return fmt.Errorf("%s %s: %w", variable, addr, err)
 		}
-		srv = &http.Server{Handler: ops.Handler(svc, reg, cfg.Pprof), ReadHeaderTimeout: httpReadHeaderTimeout}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server failed", zap.Error(err))
-			}
-		}()
-		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+		log.Info("http listening", zap.String("variable", variable), zap.String("addr", ln.Addr().String()))
+		g.Go(func() error { return ops.Serve(gctx, ln, h, httpShutdownTimeout) })
+		return nil
 	}
-
-	err = svc.Run(ctx)
-	if srv != nil {
-		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
-		_ = srv.Shutdown(shutCtx)
-		cancel()
+	if cfg.HTTPAddr != "" {
+		if err := serve("CONSUMER_HTTP_ADDR", cfg.HTTPAddr, ops.Handler(svc, reg)); err != nil {
+			return err
+		}
 	}
-	if err != nil {
+	if cfg.Pprof {
+		if err := serve("CONSUMER_PPROF_ADDR", cfg.PprofAddr, ops.ProfilingHandler()); err != nil {
+			return err
+		}
+	}
+	g.Go(func() error {
+		err := svc.Run(gctx)
+		if err == nil && ctx.Err() == nil && gctx.Err() != nil {
+			return nil // stopped because a server failed: that server's error is the one reported
+		}
+		if err == nil && ctx.Err() == nil {
+			return errors.New("consumer service stopped unexpectedly")
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	log.Info("consumer stopped")

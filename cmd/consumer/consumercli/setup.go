@@ -76,13 +76,17 @@ const applicationName = "consumer"
 const operatorPoolConns = 2
 
 // connect opens the pool, naming the connections applicationName unless the connection string
-// or PGAPPNAME names them.
+// or PGAPPNAME names them, and bounding each connection attempt by CONSUMER_DB_CONNECT_TIMEOUT
+// unless the connection string sets connect_timeout.
 func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, usagef("DATABASE_URL: %v", err)
 	}
 	appname.Default(pc.ConnConfig.RuntimeParams, applicationName)
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	}
 	pc.MaxConns = int32(cfg.DBMaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

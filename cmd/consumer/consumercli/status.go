@@ -60,7 +60,7 @@ func short(raw []byte) string {
 	if s == "" || s == "null" {
 		return "-"
 	}
-	return textutil.Truncate(s, shortWidth)
+	return textutil.Truncate(textutil.Printable(s), shortWidth)
 }
 
 // shortWidth is the widest value a table column shows, in bytes.
