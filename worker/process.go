@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/tasker-systems/consumer/internal/textutil"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/pgmq"
 	"github.com/tasker-systems/consumer/poller"
@@ -36,7 +37,7 @@ type run struct {
 // resultReq is one finished step waiting to be committed.
 type resultReq struct {
 	m    pgmq.Message
-	body []byte
+	body json.RawMessage
 	done chan error // nil, errAlreadyDeleted or the transaction's error
 }
 
@@ -154,7 +155,7 @@ func (r *run) logOutcome(log *zap.Logger, info messages.StepExecutionInfo, err e
 
 // commit hands the result to the committer, which deletes the dispatch and sends the result in
 // one transaction (shared with other results ready at the same moment), and records the outcome.
-func (r *run) commit(m pgmq.Message, log *zap.Logger, body []byte, failed bool) {
+func (r *run) commit(m pgmq.Message, log *zap.Logger, body json.RawMessage, failed bool) {
 	req := resultReq{m: m, body: body, done: make(chan error, 1)}
 	r.results <- req
 	err := <-req.done
@@ -283,11 +284,11 @@ func (r *run) archive(m pgmq.Message, log *zap.Logger, cause error) {
 	defer cancel()
 	if _, err := pgmq.Archive(ctx, r.c.pool, r.c.queue, m.ID); err != nil {
 		log.Error("worker: malformed step dispatch; archiving failed, it reappears after its visibility timeout",
-			zap.NamedError("cause", cause), zap.Error(err), zap.ByteString("body", truncate(m.Body, 1024)))
+			zap.NamedError("cause", cause), zap.Error(err), zap.String("body", textutil.Truncate(string(m.Body), 1024)))
 		return
 	}
 	log.Error("worker: malformed step dispatch archived: it can never run",
-		zap.Error(cause), zap.ByteString("body", truncate(m.Body, 1024)))
+		zap.Error(cause), zap.String("body", textutil.Truncate(string(m.Body), 1024)))
 	r.w.processed.Add(1)
 	r.w.failed.Add(1)
 	r.w.testSignals.archived.Signal(m.ID)
@@ -346,11 +347,4 @@ func (r *run) heartbeat(msgID int64, log *zap.Logger) (stop func()) {
 		}
 		<-done
 	}
-}
-
-func truncate(b []byte, n int) []byte {
-	if len(b) <= n {
-		return b
-	}
-	return b[:n]
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/tasker-systems/consumer/internal/appname"
 	"github.com/tasker-systems/consumer/messages"
 	"github.com/tasker-systems/consumer/poller"
 	"github.com/tasker-systems/consumer/tasker"
@@ -26,13 +28,10 @@ const (
 	VisibilityTimeoutDefault = tasker.VisibilityTimeoutDefault
 	PollIntervalDefault      = poller.IntervalDefault
 	ShutdownTimeoutDefault   = 30 * time.Second
-	// ListenApplicationNameDefault names the LISTEN connection when neither ListenConnString
-	// nor the pool sets an application_name.
-	ListenApplicationNameDefault = "worker-listener"
+	// ApplicationNameDefault stands for the pool's application_name when it has none, in the
+	// name of the LISTEN connection (this name with appname.ListenerSuffix).
+	ApplicationNameDefault = "worker"
 )
-
-// MaxNamespaceLength keeps worker_<namespace>_queue within PGMQ's 47-character limit.
-const MaxNamespaceLength = 29
 
 // notificationBuffer is the capacity of the channel from the listener to the poll loop: a
 // notification only wakes the loop, so a few suffice.
@@ -148,25 +147,6 @@ func (w *Worker) Processed() uint64 { return w.processed.Load() }
 // failed or error, and malformed dispatches.
 func (w *Worker) Failed() uint64 { return w.failed.Load() }
 
-// ValidateNamespace reports whether ns is a valid namespace: [a-z][a-z0-9_]*, at most 29
-// characters (see docs/protocol.md).
-func ValidateNamespace(ns string) error {
-	switch {
-	case ns == "":
-		return errors.New("namespace is empty")
-	case len(ns) > MaxNamespaceLength:
-		return fmt.Errorf("namespace %q has %d characters, at most %d allowed", ns, len(ns), MaxNamespaceLength)
-	case ns[0] < 'a' || ns[0] > 'z':
-		return fmt.Errorf("namespace %q must start with a lower case letter", ns)
-	}
-	for i := 1; i < len(ns); i++ {
-		if c := ns[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
-			return fmt.Errorf("namespace %q: use only lower case letters, digits and _", ns)
-		}
-	}
-	return nil
-}
-
 // config is a Worker's configuration with the defaults applied.
 type config struct {
 	pool        *pgxpool.Pool
@@ -191,7 +171,7 @@ func (w *Worker) validate() error {
 	if w.Pool == nil {
 		errs = append(errs, errors.New("Pool is nil"))
 	}
-	if err := ValidateNamespace(w.Namespace); err != nil {
+	if err := messages.ValidateNamespace(w.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("Namespace: %w", err))
 	}
 	if w.Concurrency < 0 {
@@ -224,7 +204,6 @@ func (w *Worker) config() *config {
 	c := &config{
 		pool:        w.Pool,
 		listen:      w.ListenConnString,
-		listenApp:   ListenApplicationNameDefault,
 		queue:       messages.WorkerQueue(w.Namespace),
 		concurrency: cmp.Or(w.Concurrency, ConcurrencyDefault),
 		vt:          cmp.Or(w.VisibilityTimeout, VisibilityTimeoutDefault),
@@ -247,9 +226,9 @@ func (w *Worker) config() *config {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if app := w.Pool.Config().ConnConfig.RuntimeParams["application_name"]; app != "" {
-		c.listenApp = app + "-listener"
-	}
+	// A copy: Default fills in the name it returns, and the pool's configuration is not ours.
+	c.listenApp = appname.Default(maps.Clone(w.Pool.Config().ConnConfig.RuntimeParams), ApplicationNameDefault) +
+		appname.ListenerSuffix
 	return c
 }
 

@@ -134,7 +134,7 @@ const lockTasksSQL = `
 
 // queueLockTasks queues the lock of the tasks into b; the tasks found go into into.
 func queueLockTasks(b *pgx.Batch, ids []uuid.UUID, into map[uuid.UUID]*lockedTask) {
-	b.Queue(lockTasksSQL, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(lockTasksSQL, uuidArgs(ids)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			t := &lockedTask{}
 			if err := rows.Scan(&t.uuid, &t.correlationID, &t.namespace, &t.name, &t.version, &t.state, &t.context); err != nil {
@@ -255,7 +255,7 @@ func (e *Engine) queueSettle(b *pgx.Batch, sq *settleQuery, now time.Time) {
 	for id := range sq.byTask {
 		ids = append(ids, id)
 	}
-	b.Queue(readySQL, ids, now, StepPending, runningTaskStates, StepComplete, StepEnqueued, readyReason).Query(func(rows pgx.Rows) error {
+	b.Queue(readySQL, uuidArgs(ids), now, StepPending, runningTaskStates, StepComplete, StepEnqueued, readyReason).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var r readyStep
 			var deps []byte
@@ -276,7 +276,7 @@ func (e *Engine) queueSettle(b *pgx.Batch, sq *settleQuery, now time.Time) {
 		}
 		return nil
 	})
-	b.Queue(countsSQL, ids, StepPending, StepEnqueued, StepWaitingForRetry, StepComplete, StepError, StepCancelled).Query(func(rows pgx.Rows) error {
+	b.Queue(countsSQL, uuidArgs(ids), StepPending, StepEnqueued, StepWaitingForRetry, StepComplete, StepError, StepCancelled).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id uuid.UUID
 			var c stepCounts
@@ -380,11 +380,11 @@ func (e *Engine) settle(ctx context.Context, tx pgx.Tx, tasks []*settling, now t
 		casFrom, casTo, casReason = append(casFrom, st.task.state), append(casTo, newState), append(casReason, reason)
 	}
 	if len(cancel) > 0 {
-		b.Queue(cancelPendingSQL, cancel, now, StepCancelled, StepPending, "task failed: step unreachable").
+		b.Queue(cancelPendingSQL, uuidArgs(cancel), now, StepCancelled, StepPending, "task failed: step unreachable").
 			Exec(func(pgconn.CommandTag) error { return nil })
 	}
 	if len(casTasks) > 0 {
-		b.Queue(taskCASSQL, now, []string{TaskComplete, TaskError}, casTasks, casFrom, casTo, casReason).Query(func(rows pgx.Rows) error {
+		b.Queue(taskCASSQL, now, []string{TaskComplete, TaskError}, uuidArgs(casTasks), casFrom, casTo, casReason).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
 				var to string
@@ -499,13 +499,24 @@ func queueSends(b *pgx.Batch, sends []outgoing, namespaces map[uuid.UUID]string,
 		for i, s := range group {
 			bodies[i], steps[i], attempts[i], tasks[i] = s.body, s.stepUUID, int32(s.attempt), s.taskUUID
 		}
-		b.Queue(sendSQL, g.queue, bodies, g.delay, now, steps, attempts, tasks).Exec(func(ct pgconn.CommandTag) error {
+		b.Queue(sendSQL, g.queue, bodies, g.delay, now, uuidArgs(steps), attempts, uuidArgs(tasks)).Exec(func(ct pgconn.CommandTag) error {
 			if ct.RowsAffected() != int64(len(group)) {
 				return fmt.Errorf("dispatch %d step(s) to %s: %d recorded", len(group), g.queue, ct.RowsAffected())
 			}
 			return nil
 		})
 	}
+}
+
+// uuidArgs turns ids into the text form of a uuid[] parameter: pgx has no encoding of
+// []uuid.UUID in the exec and simple protocol query modes (needed behind PgBouncer), and a
+// ::uuid[] cast in the statement reads text in every mode.
+func uuidArgs(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
 }
 
 func isUniqueViolation(err error) bool {

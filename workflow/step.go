@@ -115,7 +115,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 	steps := map[uuid.UUID]*stepRow{}
 	b := newBatch()
 	queueLockTasks(b, distinct(taskIDs), tasks)
-	b.Queue(readStepsSQL, distinct(stepIDs)).Query(func(rows pgx.Rows) error {
+	b.Queue(readStepsSQL, uuidArgs(distinct(stepIDs))).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id uuid.UUID
 			s := &stepRow{}
@@ -176,7 +176,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 		sq.byTask[c.step.taskUUID] = &settling{task: tasks[c.step.taskUUID]}
 	}
 	b = &pgx.Batch{}
-	b.Queue(updateStepsSQL, now, ids, from, fromAttempts, to, toAttempts, resultsJSON, errorsJSON, retryAt, reasons).Query(func(rows pgx.Rows) error {
+	b.Queue(updateStepsSQL, now, uuidArgs(ids), from, fromAttempts, to, toAttempts, resultsJSON, errorsJSON, retryAt, reasons).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id uuid.UUID
 			if err := rows.Scan(&id); err != nil {
@@ -187,7 +187,7 @@ func (e *Engine) ProcessStepResults(ctx context.Context, tx pgx.Tx, results []me
 		return rows.Err()
 	})
 	if len(retried) > 0 {
-		b.Queue(parentResultsSQL, retried).Query(func(rows pgx.Rows) error {
+		b.Queue(parentResultsSQL, uuidArgs(retried)).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
 				var d map[string]json.RawMessage

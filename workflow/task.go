@@ -124,9 +124,8 @@ func (e *Engine) prepare(i int, req messages.TaskRequest, regs map[templateKey]r
 	if !ok {
 		return nil, commands.Permanent("unknown_template", fmt.Errorf("template %s is not registered", key))
 	}
-	if !isJSONObject(spec.Context) {
-		return nil, commands.Permanent(messages.ReasonValidation,
-			&messages.ValidationError{Field: "task_request.context", Reason: "must be a JSON object"})
+	if err := messages.ValidateTaskContext(spec.Context); err != nil {
+		return nil, commands.Permanent(messages.ReasonValidation, err)
 	}
 	identity, err := taskIdentity(reg.t, spec)
 	if err != nil {
@@ -260,7 +259,7 @@ func (e *Engine) insertTasks(ctx context.Context, tx pgx.Tx, tasks []*newTask, n
 			if err != nil {
 				return fmt.Errorf("new step uuid: %w", err)
 			}
-			init := []byte("{}")
+			init := json.RawMessage("{}")
 			if len(s.Handler.Initialization) > 0 {
 				if init, err = json.Marshal(s.Handler.Initialization); err != nil {
 					return fmt.Errorf("template %s: step %q: encode initialization: %w", nt.reg.t.Key(), s.Name, err)
@@ -291,11 +290,11 @@ func (e *Engine) insertTasks(ctx context.Context, tx pgx.Tx, tasks []*newTask, n
 		}
 	}
 	rows, err := tx.Query(ctx, insertTasksSQL, now,
-		taskIDs, corrIDs, templateIDs, namespaces, names, versions, contexts, identities, keys, requestIDs,
+		uuidArgs(taskIDs), uuidArgs(corrIDs), templateIDs, namespaces, names, versions, contexts, identities, keys, requestIDs,
 		initiators, sources, reasons, tags, priorities, TaskStepsInProcess,
 		[]*string{nil, ptr(TaskPending)}, []string{TaskPending, TaskStepsInProcess}, []string{"created", "steps in process"},
-		stepIDs, stepTasks, stepNames, positions, callables, inits, maxAttempts, retryable, bases, maxes, roots,
-		StepPending, StepEnqueued, "created", readyReason, parents, children, eTs)
+		uuidArgs(stepIDs), uuidArgs(stepTasks), stepNames, positions, callables, inits, maxAttempts, retryable, bases, maxes, roots,
+		StepPending, StepEnqueued, "created", readyReason, uuidArgs(parents), uuidArgs(children), uuidArgs(eTs))
 	if err != nil {
 		return fmt.Errorf("initialize %d task(s): insert: %w", n, err)
 	}
@@ -431,11 +430,6 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-func isJSONObject(raw json.RawMessage) bool {
-	t := bytes.TrimSpace(raw)
-	return len(t) > 0 && t[0] == '{' && json.Valid(t)
 }
 
 func nullIfEmpty(s string) *string {

@@ -97,13 +97,13 @@ func Lookup(ctx context.Context, db DB, dlqAfter int64, reqs []Request) ([]Outco
 		if err != nil {
 			return err
 		}
-		var tasks []uuid.UUID
-		var gone []int64 // msg_ids of the requests neither queued nor turned into a task
+		var tasks []string // uuids as text: see the tasksSQL cast
+		var gone []int64   // msg_ids of the requests neither queued nor turned into a task
 		for i, f := range fs {
 			switch {
 			case f.TaskUUID != nil:
 				out[i].Kind = Created
-				tasks = append(tasks, *f.TaskUUID)
+				tasks = append(tasks, f.TaskUUID.String())
 			case f.Queued:
 				out[i].Kind = Pending
 			default:
