@@ -1,4 +1,4 @@
-// Command bench measures the quality bars of SPEC §10 in one run, on one machine, and prints a
+// Command bench measures the quality bars of docs/performance.md in one run, on one machine, and prints a
 // table (stdout) with the median, min and max of each figure over several runs, its target and
 // a verdict. `make bench` runs it against a local throwaway PostgreSQL (scripts/with-db.sh sets
 // DATABASE_URL). Results are also written as JSON to .bench/results-<UTC time>.json and
@@ -176,7 +176,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, string, error) {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (which hosts the in-process consumer and worker) to this file")
 	jsonOut := fs.String("json-out", "", "also write the JSON results to this file (.bench/ under the module root is always written)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bench [-runs N] [-quick] [-only a,b] [-json-out FILE] [-keep] [-cpuprofile FILE]\n\nMeasures the SPEC §10 figures; needs DATABASE_URL (make bench sets it).")
+		fmt.Fprintln(stderr, "usage: bench [-runs N] [-quick] [-only a,b] [-json-out FILE] [-keep] [-cpuprofile FILE]\n\nMeasures the figures of docs/performance.md; needs DATABASE_URL (make bench sets it).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

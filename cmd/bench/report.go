@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// target is a SPEC §10 quality bar. A relative target is factor × the median of another figure
+// target is a quality bar (docs/performance.md). A relative target is factor × the median of another figure
 // (the consumer's throughput against the batched baseline).
 type target struct {
 	Op     string  // ">=" or "<="
