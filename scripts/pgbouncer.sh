@@ -6,7 +6,7 @@
 #   scripts/pgbouncer.sh stop    stop it
 #   scripts/pgbouncer.sh url     print the pooled connection string of the consumer database
 #
-# It listens on 127.0.0.1:${CONSUMER_PGBOUNCER_PORT:-CONSUMER_PG_PORT+100} only and forwards every
+# It listens on 127.0.0.1:${CONSUMER_PGBOUNCER_PORT:-16432 for the default cluster port} only and forwards every
 # database to the local cluster at 127.0.0.1:${CONSUMER_PG_PORT:-54329}, with trust authentication (a loopback test setup).
 # Server-side prepared statements do not survive transaction pooling in PgBouncer before 1.21,
 # so pgx clients use default_query_exec_mode=cache_describe through it (see docs/operations.md).
@@ -14,7 +14,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 pg_port=${CONSUMER_PG_PORT:-54329}
-port=${CONSUMER_PGBOUNCER_PORT:-$((pg_port + 100))}
+# Below Linux's ephemeral port range (32768 and up), so an outgoing connection never holds it.
+port=${CONSUMER_PGBOUNCER_PORT:-$((pg_port - 54329 + 16432))}
 dir="/tmp/consumer-pgbouncer-$(printf '%s:%s' "$root" "$port" | md5sum | cut -c1-10)"
 
 die() { echo "pgbouncer.sh: $*" >&2; exit 1; }
