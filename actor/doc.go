@@ -16,9 +16,10 @@
 //
 // A message is claimed only when its batch starts, so nothing waiting in a channel holds a
 // claim that could expire. A handler's writes, the messages it sends and the ack of its input
-// commit together. If any handler fails, the batch rolls back to a savepoint taken after the
-// claim and is re-run with one savepoint per message, so each message keeps its own
-// all-or-nothing outcome while the common case pays for one transaction per batch. A failed
+// commit together. Each handler gets the whole batch in one call; if the call fails, the batch
+// rolls back to a savepoint taken after the claim and is bisected, each half under a savepoint of
+// its own, until the failing message is alone, so each message keeps its own all-or-nothing
+// outcome while the common case pays for one call and one transaction per batch. A failed
 // message stays claimed (its read_ct counts the delivery) and comes back after the visibility
 // timeout.
 //

@@ -6,8 +6,9 @@
 // upgrades a database installed by any earlier bundled version in place, keeping every message.
 // docs/pgmq-compatibility.md says what each PGMQ source provides.
 //
-// Up is safe to repeat and safe when several processes run it at once: everything happens on one
-// connection holding a session advisory lock, and every step is idempotent.
+// Up is safe to repeat and safe when several processes run it at once: everything happens in one
+// transaction holding a transaction-level advisory lock (so it also works through a transaction
+// pooler), and every step is idempotent.
 //
 // Like every package but worker, messages, pgmq and tasker, it is the consumer's implementation,
 // not supported API: other programs should not import it, and its exported names may change in
