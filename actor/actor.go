@@ -60,6 +60,11 @@ type Config struct {
 	MaxMessageBytes int64
 	// Concurrency is how many batches are processed at once. If 0, the default of 8 is used.
 	Concurrency int
+	// QueueConcurrency is how many of those batches may be of one queue. While a queue's
+	// batches are all running, its new messages wait for one of them to end instead of
+	// starting more small batches that contend for the same rows (they never wait for a
+	// batch to fill). If 0, half of Concurrency (at least 1) is used; at most Concurrency.
+	QueueConcurrency int
 	// BatchSize is the most messages one transaction handles. If 0, the default of 64 is used.
 	BatchSize int
 	// ShutdownTimeout bounds the drain of in-flight work after the context ends. If 0, the
@@ -128,6 +133,7 @@ func New(cfg Config) (*Actor, error) {
 	cfg.MaxReadCount = cmp.Or(cfg.MaxReadCount, MaxReadCountDefault)
 	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, MaxMessageBytesDefault)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
+	cfg.QueueConcurrency = min(cmp.Or(cfg.QueueConcurrency, max(cfg.Concurrency/2, 1)), cfg.Concurrency)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, BatchSizeDefault)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, ShutdownTimeoutDefault)
 	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
@@ -168,7 +174,7 @@ func (cfg *Config) validate() error {
 		negative bool
 	}{
 		{"VisibilityTimeout", cfg.VisibilityTimeout < 0}, {"MaxReadCount", cfg.MaxReadCount < 0}, {"MaxMessageBytes", cfg.MaxMessageBytes < 0},
-		{"Concurrency", cfg.Concurrency < 0}, {"BatchSize", cfg.BatchSize < 0}, {"ShutdownTimeout", cfg.ShutdownTimeout < 0},
+		{"Concurrency", cfg.Concurrency < 0}, {"QueueConcurrency", cfg.QueueConcurrency < 0}, {"BatchSize", cfg.BatchSize < 0}, {"ShutdownTimeout", cfg.ShutdownTimeout < 0},
 	} {
 		if f.negative {
 			errs = append(errs, fmt.Errorf("%s is negative", f.name))
@@ -199,6 +205,9 @@ func (a *Actor) Run(ctx context.Context) error {
 	defer a.cancelWork()
 
 	slots := make(chan struct{}, a.cfg.Concurrency)
+	var mu sync.Mutex
+	running := map[string]int{}     // batches running, by queue (under mu)
+	ended := make(chan struct{}, 1) // wakes the loop when a batch ended
 	var pending []commands.ProcessMessage
 	for {
 		in := a.cfg.Commands.Receive()
@@ -206,7 +215,10 @@ func (a *Actor) Run(ctx context.Context) error {
 			in = nil // enough queued locally: leave the rest in the channel (backpressure)
 		}
 		var slot chan<- struct{}
-		if len(pending) > 0 {
+		mu.Lock()
+		next := a.nextQueue(pending, running)
+		mu.Unlock()
+		if next != "" {
 			slot = slots
 		}
 		select {
@@ -218,11 +230,24 @@ func (a *Actor) Run(ctx context.Context) error {
 			pending = a.accept(ctx, pending, cmd)
 		case cmd := <-in:
 			pending = a.takeQueued(ctx, a.accept(ctx, pending, cmd), in)
+		case <-ended:
 		case slot <- struct{}{}:
 			var batch []commands.ProcessMessage
-			batch, pending = takeBatch(pending, a.cfg.BatchSize)
+			batch, pending = takeBatch(pending, next, a.cfg.BatchSize)
+			mu.Lock()
+			running[next]++
+			mu.Unlock()
 			a.wg.Go(func() {
-				defer func() { <-slots }()
+				defer func() {
+					mu.Lock()
+					running[next]--
+					mu.Unlock()
+					select {
+					case ended <- struct{}{}:
+					default: // the loop is already woken
+					}
+					<-slots
+				}()
 				a.runBatch(batch)
 			})
 		}
@@ -303,9 +328,19 @@ func (a *Actor) reply(kind commands.Kind, what string, send func() bool) {
 	}
 }
 
-// takeBatch removes up to n messages of one queue (the first one's) from pending.
-func takeBatch(pending []commands.ProcessMessage, n int) (batch, rest []commands.ProcessMessage) {
-	queue := pending[0].Queue
+// nextQueue returns the queue of the next batch: that of the oldest pending message whose
+// queue has fewer than QueueConcurrency batches running, or "" for none.
+func (a *Actor) nextQueue(pending []commands.ProcessMessage, running map[string]int) string {
+	for _, c := range pending {
+		if running[c.Queue] < a.cfg.QueueConcurrency {
+			return c.Queue
+		}
+	}
+	return ""
+}
+
+// takeBatch removes up to n messages of queue from pending.
+func takeBatch(pending []commands.ProcessMessage, queue string, n int) (batch, rest []commands.ProcessMessage) {
 	rest = pending[:0:0]
 	for _, c := range pending {
 		if len(batch) < n && c.Queue == queue {

@@ -176,9 +176,9 @@ func (r *run) commit(m pgmq.Message, log *zap.Logger, body json.RawMessage, fail
 }
 
 // committer commits finished steps in groups: whatever results are waiting when a transaction
-// starts go into it (one batch delete of the dispatches, one batch send of the results, one
-// commit and so one NOTIFY), so a busy worker pays one transaction for many steps while a
-// single result waits for nobody. It returns when results is closed.
+// starts go into it (one statement that deletes the dispatches and sends the results, so one
+// commit and one NOTIFY), so a busy worker pays one round trip for many steps while a single
+// result waits for nobody. It returns when results is closed.
 func (r *run) committer() {
 	for first := range r.results {
 		group := []resultReq{first}
@@ -194,8 +194,15 @@ func (r *run) committer() {
 				break more
 			}
 		}
-		if len(group) > 1 && r.commitGroup(group) == nil {
-			continue
+		if len(group) > 1 {
+			deleted, err := r.commitGroup(group)
+			if err == nil {
+				for _, req := range group {
+					req.done <- deletedOutcome(deleted[req.m.ID])
+				}
+				continue
+			}
+			r.log.Warn("worker: group result transaction failed; committing one at a time", zap.Int("results", len(group)), zap.Error(err))
 		}
 		// One at a time: a lone result, or a group whose transaction failed (each result then
 		// keeps its own outcome).
@@ -205,73 +212,64 @@ func (r *run) committer() {
 	}
 }
 
-// commitGroup sends the results of the group whose dispatches it could delete, in one
-// transaction, and answers every request when it commits.
-func (r *run) commitGroup(group []resultReq) error {
-	ids := make([]int64, len(group))
-	for i, req := range group {
-		ids[i] = req.m.ID
+func deletedOutcome(deleted bool) error {
+	if deleted {
+		return nil
 	}
-	deleted := map[int64]bool{}
-	ctx, cancel := context.WithTimeout(r.dbCtx, r.c.opTimeout)
-	defer cancel()
-	err := pgx.BeginFunc(ctx, r.c.pool, func(tx pgx.Tx) error {
-		gone, err := pgmq.DeleteBatch(ctx, tx, r.c.queue, ids)
-		if err != nil {
-			return err
-		}
-		var bodies []json.RawMessage
-		for _, id := range gone {
-			deleted[id] = true
-		}
-		for _, req := range group {
-			if deleted[req.m.ID] {
-				bodies = append(bodies, req.body)
-			}
-		}
-		if len(bodies) == 0 {
-			return nil
-		}
-		_, err = pgmq.SendBatch(ctx, tx, messages.QueueStepResults, bodies, pgmq.SendOptions{})
-		return err
-	})
-	if err != nil {
-		r.log.Warn("worker: group result transaction failed; committing one at a time", zap.Int("results", len(group)), zap.Error(err))
-		return err
-	}
-	for _, req := range group {
-		if deleted[req.m.ID] {
-			req.done <- nil
-		} else {
-			req.done <- errAlreadyDeleted
-		}
-	}
-	return nil
+	return errAlreadyDeleted
 }
 
-// commitOne sends one result and deletes its dispatch in one transaction, retrying a failed
-// transaction a few times.
+// commitSQL deletes the dispatches $2 from the worker queue $1 and sends, in the order given,
+// the results $4 of those it deleted to $3, in one statement and so one transaction: a
+// dispatch already deleted (delivered again and finished elsewhere) sends nothing, and
+// send_batch, which refuses an empty array, is not called when nothing is left. The send CTE
+// is referenced by the final SELECT so that it runs.
+const commitSQL = `
+	WITH gone AS (
+	  SELECT d.id FROM pgmq.delete($1::text, $2::bigint[]) AS d(id)
+	), kept AS (
+	  SELECT ARRAY(SELECT r.body FROM unnest($2::bigint[], $4::jsonb[]) WITH ORDINALITY AS r(id, body, n)
+	               WHERE r.id IN (SELECT id FROM gone) ORDER BY r.n) AS bodies
+	), sent AS (
+	  SELECT s.id FROM kept, pgmq.send_batch($3::text, kept.bodies, 0) AS s(id) WHERE cardinality(kept.bodies) > 0
+	)
+	SELECT id FROM gone WHERE (SELECT count(*) FROM sent) >= 0`
+
+// commitGroup runs commitSQL for the group and returns the dispatches it deleted (and whose
+// results it sent).
+func (r *run) commitGroup(group []resultReq) (map[int64]bool, error) {
+	ids := make([]int64, len(group))
+	bodies := make([]json.RawMessage, len(group))
+	for i, req := range group {
+		ids[i], bodies[i] = req.m.ID, req.body
+	}
+	ctx, cancel := context.WithTimeout(r.dbCtx, r.c.opTimeout)
+	defer cancel()
+	rows, err := r.c.pool.Query(ctx, commitSQL, r.c.queue, ids, messages.QueueStepResults, bodies)
+	if err != nil {
+		return nil, fmt.Errorf("commit %d result(s): %w", len(group), err)
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("commit %d result(s): %w", len(group), err)
+	}
+	deleted := make(map[int64]bool, len(gone))
+	for _, id := range gone {
+		deleted[id] = true
+	}
+	return deleted, nil
+}
+
+// commitOne commits one result, retrying a failed transaction a few times.
 func (r *run) commitOne(req resultReq) error {
 	var err error
 	for try := 1; try <= resultTries; try++ {
 		if try > 1 {
 			time.Sleep(time.Duration(try-1) * 200 * time.Millisecond)
 		}
-		ctx, cancel := context.WithTimeout(r.dbCtx, r.c.opTimeout)
-		err = pgx.BeginFunc(ctx, r.c.pool, func(tx pgx.Tx) error {
-			deleted, err := pgmq.Delete(ctx, tx, r.c.queue, req.m.ID)
-			if err != nil {
-				return err
-			}
-			if !deleted {
-				return errAlreadyDeleted
-			}
-			_, err = pgmq.Send(ctx, tx, messages.QueueStepResults, req.body, pgmq.SendOptions{})
-			return err
-		})
-		cancel()
-		if err == nil || errors.Is(err, errAlreadyDeleted) {
-			return err
+		var deleted map[int64]bool
+		if deleted, err = r.commitGroup([]resultReq{req}); err == nil {
+			return deletedOutcome(deleted[req.m.ID])
 		}
 		r.log.Warn("worker: result transaction failed", zap.Int64("msg_id", req.m.ID), zap.Int("try", try), zap.Error(err))
 	}

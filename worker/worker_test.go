@@ -609,9 +609,9 @@ func TestResultsReadyTogetherCommitAsAGroup(t *testing.T) {
 	}
 }
 
-// commitGroup itself: one transaction deletes the dispatches it can and sends exactly their
-// results; a dispatch already gone gets errAlreadyDeleted and no result. (The test above goes
-// through the committer, which may also fall back to one transaction per result.)
+// commitGroup itself: one statement deletes the dispatches it can and sends exactly their
+// results, in order; a dispatch already gone is not reported deleted and sends no result. (The
+// test above goes through the committer, which may also fall back to one commit per result.)
 func TestCommitGroupSendsOnlyTheResultsWhoseDispatchItDeleted(t *testing.T) {
 	db := newDB(t)
 	w := newWorker(t, db)
@@ -631,12 +631,13 @@ func TestCommitGroupSendsOnlyTheResultsWhoseDispatchItDeleted(t *testing.T) {
 	if _, err := pgmq.Delete(ctx, db.Pool, testQueue, group[1].m.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.commitGroup(group); err != nil {
+	deleted, err := r.commitGroup(group)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []error{nil, errAlreadyDeleted, nil} {
-		if got := <-group[i].done; !errors.Is(got, want) || (want == nil && got != nil) {
-			t.Fatalf("request %d: %v, want %v", i, got, want)
+	for i, want := range []bool{true, false, true} {
+		if got := deleted[group[i].m.ID]; got != want {
+			t.Fatalf("request %d: deleted %v, want %v", i, got, want)
 		}
 	}
 	res := results(t, db)

@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -282,5 +283,45 @@ func TestFinalizeWaitingForRetry(t *testing.T) {
 	fin, err := e.finalize(res.TaskUUID)
 	if err != nil || fin.Changed || fin.State != workflow.TaskWaitingForRetry {
 		t.Fatalf("%+v %v", fin, err)
+	}
+}
+
+// TestDeletingATaskDeletesItsRows: the workflow tables have no foreign keys, so deleting a task
+// must still remove its steps, edges, history and dispatch log, and nothing of another task.
+func TestDeletingATaskDeletesItsRows(t *testing.T) {
+	e := newEnv(t, nil)
+	gone := e.mustInitialize("diamond", `{"n": 1}`)
+	e.run(gone.TaskUUID)
+	kept := e.mustInitialize("diamond", `{"n": 2}`)
+	e.run(kept.TaskUUID)
+	rows := func(id uuid.UUID) map[string]int {
+		return map[string]int{
+			"tasks":            e.count("SELECT count(*)::int FROM tasker.workflow_tasks WHERE task_uuid = $1", id),
+			"steps":            e.count("SELECT count(*)::int FROM tasker.workflow_steps WHERE task_uuid = $1", id),
+			"edges":            e.count("SELECT count(*)::int FROM tasker.workflow_step_edges e JOIN tasker.workflow_steps s ON s.step_uuid = e.child_uuid WHERE s.task_uuid = $1", id),
+			"task transitions": e.count("SELECT count(*)::int FROM tasker.workflow_task_transitions WHERE task_uuid = $1", id),
+			"step transitions": e.count("SELECT count(*)::int FROM tasker.workflow_step_transitions WHERE task_uuid = $1", id),
+			"dispatches":       e.count("SELECT count(*)::int FROM tasker.workflow_step_dispatches WHERE task_uuid = $1", id),
+		}
+	}
+	before := rows(kept.TaskUUID)
+	for what, n := range rows(gone.TaskUUID) {
+		if n == 0 {
+			t.Fatalf("before the delete the task has no %s", what)
+		}
+	}
+	if _, err := e.pool.Exec(context.Background(), "DELETE FROM tasker.workflow_tasks WHERE task_uuid = $1", gone.TaskUUID); err != nil {
+		t.Fatal(err)
+	}
+	for what, n := range rows(gone.TaskUUID) {
+		if n != 0 {
+			t.Errorf("after the delete: %d %s of the deleted task left", n, what)
+		}
+	}
+	if after := rows(kept.TaskUUID); !maps.Equal(after, before) {
+		t.Errorf("the other task's rows changed: %v, were %v", after, before)
+	}
+	if n := e.count("SELECT count(*)::int FROM tasker.workflow_step_edges WHERE parent_uuid NOT IN (SELECT step_uuid FROM tasker.workflow_steps)"); n != 0 {
+		t.Errorf("%d edges from deleted steps left", n)
 	}
 }

@@ -270,9 +270,33 @@ func waitTask(ctx context.Context, db pgmq.DB, requestID string, finished <-chan
 	}
 }
 
-// runSaturation submits many diamond tasks at once to the consumer binary and measures how fast
-// they complete, then reads the process's peak RSS.
+// benchWorker is a worker of the saturation scenarios.
+type benchWorker interface {
+	Processed() uint64
+	stop() error
+}
+
+// Processed returns the dispatches the SDK worker finished.
+func (p *inProcessWorker) Processed() uint64 { return p.w.Processed() }
+
+// runSaturation runs the saturation scenario with the SDK worker.
 func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
+	return saturation(ctx, e, run, "saturation", func(ctx context.Context, url string) (benchWorker, error) {
+		return e.startWorker(ctx, url, nil)
+	})
+}
+
+// runSaturationPlain runs the saturation scenario with the plain PGMQ worker.
+func runSaturationPlain(ctx context.Context, e *env, run int) (runResult, error) {
+	return saturation(ctx, e, run, "saturation_plain", func(ctx context.Context, url string) (benchWorker, error) {
+		return startPlainWorker(ctx, url)
+	})
+}
+
+// saturation submits many diamond tasks at once to the consumer binary, worked by the worker
+// that start starts, and measures how fast they complete, then reads the process's peak RSS.
+// Its figures are named key_*, except the RSS which only the SDK run reports.
+func saturation(ctx context.Context, e *env, run int, key string, start func(context.Context, string) (benchWorker, error)) (runResult, error) {
 	bins, err := e.binaries(ctx)
 	if err != nil {
 		return runResult{}, err
@@ -288,7 +312,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
-	logPath := filepath.Join(e.tmp, fmt.Sprintf("consumer-saturation-%d.log", run))
+	logPath := filepath.Join(e.tmp, fmt.Sprintf("consumer-%s-%d.log", key, run))
 	p, err := proc.Start("consumer", bins.Consumer, []string{"run"}, []string{
 		"DATABASE_URL=" + db.url, "LISTEN_DATABASE_URL=",
 		"CONSUMER_TEMPLATE_PATH=" + filepath.Join(e.root, "testdata", "templates"),
@@ -305,7 +329,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 		return runResult{}, err
 	}
 	ph.mark("consumer_start")
-	wk, err := e.startWorker(ctx, db.url, nil)
+	wk, err := start(ctx, db.url)
 	if err != nil {
 		return runResult{}, err
 	}
@@ -384,7 +408,7 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 		if top, err = topStatements(ctx, db.pool, 15, steps); err != nil {
 			return runResult{}, err
 		}
-		printStatements(e.stderr, fmt.Sprintf("saturation run %d: top statements", run), top)
+		printStatements(e.stderr, fmt.Sprintf("%s run %d: top statements", key, run), top)
 	}
 	if err := wk.stop(); err != nil {
 		return runResult{}, err
@@ -405,19 +429,24 @@ func runSaturation(ctx context.Context, e *env, run int) (runResult, error) {
 	tasksPerS, stepsPerS := float64(n)/elapsed.Seconds(), float64(steps)/elapsed.Seconds()
 	summary := fmt.Sprintf("%s tasks/s, %s steps/s (%d tasks in %s), peak RSS %s",
 		formatValue(tasksPerS, ""), formatValue(stepsPerS, ""), n, elapsed.Round(time.Millisecond), formatValue(hwm, "MB"))
-	summary += fmt.Sprintf("; CPU per step: consumer %.2f ms + its backends %.2f ms, worker backends %.2f ms; mean backlog %s",
+	summary += fmt.Sprintf("; CPU per step: consumer %.2f ms + its backends %.2f ms, worker %.2f ms + its backends %.2f ms; mean backlog %s",
 		1000*cpu["consumer_process"]/float64(steps), 1000*cpu["consumer_backends"]/float64(steps),
-		1000*cpu["worker_backends"]/float64(steps), depth.short())
+		1000*cpu["worker_process"]/float64(steps), 1000*cpu["worker_backends"]/float64(steps), depth.short())
 	if errorLines > 0 {
 		summary += fmt.Sprintf(", %d error lines in the consumer log", errorLines)
 	}
+	values := map[string]float64{key + "_tasks": tasksPerS, key + "_steps": stepsPerS,
+		key + "_cpu_consumer":  1000 * (cpu["consumer_process"] + cpu["consumer_backends"]) / float64(steps),
+		key + "_cpu_worker_db": 1000 * cpu["worker_backends"] / float64(steps),
+		key + "_cpu_worker":    1000 * (cpu["worker_process"] + cpu["worker_backends"]) / float64(steps)}
+	if key == "saturation" {
+		values["consumer_rss"] = hwm
+	}
 	return runResult{
-		values: map[string]float64{"saturation_tasks": tasksPerS, "saturation_steps": stepsPerS, "consumer_rss": hwm,
-			"saturation_cpu_consumer":  1000 * (cpu["consumer_process"] + cpu["consumer_backends"]) / float64(steps),
-			"saturation_cpu_worker_db": 1000 * cpu["worker_backends"] / float64(steps)},
+		values: values,
 		detail: map[string]any{"tasks": n, "steps": steps, "elapsed_s": elapsed.Seconds(), "vm_hwm_mb": hwm, "vm_rss_mb": rss,
-			"sigterm_exit_s": stopTook.Seconds(), "consumer_log_error_lines": errorLines, "worker_processed": wk.w.Processed(),
-			"worker_failed": wk.w.Failed(), "worker_concurrency": workerConcurrency,
+			"sigterm_exit_s": stopTook.Seconds(), "consumer_log_error_lines": errorLines, "worker_processed": wk.Processed(),
+			"worker_concurrency": workerConcurrency,
 			"queue_depth_during_run": depth.report(), "db_wait_events_during_run": topWaits(waits, 12),
 			"consumer_batches": batches, "cpu_ms_per_step": cpu.perStep(steps), "cpu_seconds": cpu,
 			"table_scans": scans, "phases_s": ph.m, "top_statements": top},
@@ -598,6 +627,7 @@ const clockTick = 100
 // PostgreSQL backends serving the consumer and the worker, by pid.
 type cpuTimes struct {
 	process  float64
+	self     float64 // this process, which hosts the worker of the saturation scenarios
 	backends map[int]backendCPU
 }
 
@@ -612,6 +642,9 @@ func cpuSnapshot(ctx context.Context, db pgmq.DB, pid int) (cpuTimes, error) {
 	t := cpuTimes{backends: map[int]backendCPU{}}
 	var err error
 	if t.process, err = procCPU(pid); err != nil {
+		return t, err
+	}
+	if t.self, err = procCPU(os.Getpid()); err != nil {
 		return t, err
 	}
 	rows, err := db.Query(ctx, `SELECT pid, application_name FROM pg_stat_activity
@@ -636,10 +669,12 @@ func cpuSnapshot(ctx context.Context, db pgmq.DB, pid int) (cpuTimes, error) {
 }
 
 // since returns the CPU seconds used between before and t: the consumer process, its backends
-// (application_name consumer*) and the worker's backends (bench-worker*). A backend that
+// (application_name consumer*), this process (the worker, and the driver's polls every 100 ms)
+// and the worker's backends (bench-worker*). A backend that
 // started after before counts from zero; one that exited in between is not counted.
 func (t cpuTimes) since(before cpuTimes) cpuDelta {
-	out := cpuDelta{"consumer_process": t.process - before.process, "consumer_backends": 0, "worker_backends": 0}
+	out := cpuDelta{"consumer_process": t.process - before.process, "worker_process": t.self - before.self,
+		"consumer_backends": 0, "worker_backends": 0}
 	for pid, b := range t.backends {
 		d := b.cpu - before.backends[pid].cpu
 		switch {
