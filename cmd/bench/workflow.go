@@ -446,7 +446,7 @@ func saturation(ctx context.Context, e *env, run int, key string, start func(con
 		values: values,
 		detail: map[string]any{"tasks": n, "steps": steps, "elapsed_s": elapsed.Seconds(), "vm_hwm_mb": hwm, "vm_rss_mb": rss,
 			"sigterm_exit_s": stopTook.Seconds(), "consumer_log_error_lines": errorLines, "worker_processed": wk.Processed(),
-			"worker_concurrency": workerConcurrency,
+			"worker_concurrency":     workerConcurrency,
 			"queue_depth_during_run": depth.report(), "db_wait_events_during_run": topWaits(waits, 12),
 			"consumer_batches": batches, "cpu_ms_per_step": cpu.perStep(steps), "cpu_seconds": cpu,
 			"table_scans": scans, "phases_s": ph.m, "top_statements": top},
