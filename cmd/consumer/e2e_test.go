@@ -32,26 +32,8 @@ func TestEndToEndWithRealProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
 	env := []string{"DATABASE_URL=" + db.URL, "LOG_LEVEL=info"}
-	consumer, err := proc.Start("consumer", bins.Consumer, []string{"run"},
-		append(env, "CONSUMER_TEMPLATE_PATH="+filepath.Join(root, "testdata", "templates"), "CONSUMER_HTTP_ADDR="+addr),
-		filepath.Join(dir, "consumer.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Stop()
-	if err := proc.WaitReady(ctx, consumer, addr); err != nil {
-		t.Fatal(err)
-	}
-	worker, err := proc.Start("example-worker", bins.Worker, nil, append(env, "WORKER_NAMESPACE=demo"), filepath.Join(dir, "worker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer worker.Stop()
+	consumer, worker := startConsumerAndWorker(ctx, t, bins, root, dir, env)
 
 	cli := func(args ...string) (int, string) { return runCLI(ctx, bins.Consumer, env, args...) }
 	submit := func(name, taskContext string, extra ...string) (int, string) {
@@ -147,4 +129,30 @@ func runCLI(ctx context.Context, bin string, env []string, args ...string) (int,
 		return -1, err.Error()
 	}
 	return 0, string(out)
+}
+
+// startConsumerAndWorker starts `consumer run` with the test templates, waits until it is ready,
+// then starts the example worker; both are stopped when the test ends.
+func startConsumerAndWorker(ctx context.Context, t *testing.T, bins proc.Binaries, root, dir string, env []string) (consumer, worker *proc.Process) {
+	t.Helper()
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err = proc.Start("consumer", bins.Consumer, []string{"run"},
+		append(env, "CONSUMER_TEMPLATE_PATH="+filepath.Join(root, "testdata", "templates"), "CONSUMER_HTTP_ADDR="+addr),
+		filepath.Join(dir, "consumer.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(consumer.Stop)
+	if err := proc.WaitReady(ctx, consumer, addr); err != nil {
+		t.Fatal(err)
+	}
+	worker, err = proc.Start("example-worker", bins.Worker, nil, append(env, "WORKER_NAMESPACE=demo"), filepath.Join(dir, "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(worker.Stop)
+	return consumer, worker
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -79,25 +78,7 @@ func TestThroughPgBouncerTransactionPooling(t *testing.T) {
 		t.Fatalf("migrate after the concurrent ones: exit %d\n%s", code, out)
 	}
 
-	addr, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	consumer, err := proc.Start("consumer", bins.Consumer, []string{"run"},
-		append(env, "CONSUMER_TEMPLATE_PATH="+filepath.Join(root, "testdata", "templates"), "CONSUMER_HTTP_ADDR="+addr),
-		filepath.Join(dir, "consumer.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Stop()
-	if err := proc.WaitReady(ctx, consumer, addr); err != nil {
-		t.Fatal(err)
-	}
-	worker, err := proc.Start("example-worker", bins.Worker, nil, append(env, "WORKER_NAMESPACE=demo"), filepath.Join(dir, "worker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer worker.Stop()
+	consumer, worker := startConsumerAndWorker(ctx, t, bins, root, dir, env)
 
 	for name, want := range map[string]string{"diamond": "2592", "retry": "flaky"} {
 		code, out := cli("submit", "--namespace", "demo", "--name", name, "--version", "1.0.0", "--context", `{"n":6}`, "--wait", "--timeout", "60s")
